@@ -1,0 +1,115 @@
+"""A candidate: one WHAT prompt, one HOW prompt, the picture they make and its scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Dimension = Literal["what", "how"]
+WHAT: Dimension = "what"
+HOW: Dimension = "how"
+
+
+def dimension_of(iteration: int) -> Dimension:
+    """Iteration 0 expands (reported as WHAT); WHAT is refined on odd iterations, HOW on even ones."""
+    return HOW if iteration > 0 and iteration % 2 == 0 else WHAT
+
+
+def total_score(alignment: float, aesthetic: float, alpha: float) -> float:
+    """SPEC section 2: alignment is 0..100, aesthetics 0..10, so the total is 0..100."""
+    return round(alpha * alignment + (1 - alpha) * aesthetic * 10, 4)
+
+
+def image_id(job_id: str, iteration: int, candidate_id: int) -> str:
+    return f"{job_id}-iter{iteration}-cand{candidate_id}.png"
+
+
+@dataclass
+class Candidate:
+    iteration: int
+    candidate_id: int
+    dimension: Dimension
+    what_prompt: str = ""
+    how_prompt: str = ""
+    parent: tuple[int, int] | None = None
+    combined_prompt: str = ""
+    image_id: str | None = None
+    image_path: str | None = None
+    alignment_score: float | None = None
+    aesthetic_score: float | None = None
+    total_score: float | None = None
+    analysis: str = ""
+    strengths: list[str] = field(default_factory=list)
+    weaknesses: list[str] = field(default_factory=list)
+    #: critiques of this candidate, by dimension, written when it was a parent
+    critiques: dict[str, str] = field(default_factory=dict)
+    status: Literal["pending", "ok", "failed"] = "pending"
+    error: dict[str, str] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.iteration, self.candidate_id)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def prompt_of(self, dimension: Dimension) -> str:
+        return self.what_prompt if dimension == WHAT else self.how_prompt
+
+    def rank_key(self) -> tuple[float, int, int]:
+        # Best score first; on a tie the older candidate (earlier iteration, then lower id) wins.
+        return (-(self.total_score or 0.0), self.iteration, self.candidate_id)
+
+    def ref(self) -> dict[str, int]:
+        return {"iteration": self.iteration, "candidateId": self.candidate_id}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The full record kept in metadata.json (camelCase, as on the wire)."""
+        return {
+            "iteration": self.iteration,
+            "candidateId": self.candidate_id,
+            "dimension": self.dimension,
+            "parent": None if self.parent is None else {"iteration": self.parent[0], "candidateId": self.parent[1]},
+            "whatPrompt": self.what_prompt,
+            "howPrompt": self.how_prompt,
+            "combinedPrompt": self.combined_prompt,
+            "imageId": self.image_id,
+            "imagePath": self.image_path,
+            "totalScore": self.total_score,
+            "alignmentScore": self.alignment_score,
+            "aestheticScore": self.aesthetic_score,
+            "analysis": self.analysis,
+            "strengths": list(self.strengths),
+            "weaknesses": list(self.weaknesses),
+            "critiques": dict(self.critiques),
+            "status": self.status,
+            "error": self.error,
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+        parent = d.get("parent")
+        return cls(
+            iteration=d["iteration"],
+            candidate_id=d["candidateId"],
+            dimension=d.get("dimension", dimension_of(d["iteration"])),
+            what_prompt=d.get("whatPrompt", ""),
+            how_prompt=d.get("howPrompt", ""),
+            parent=None if not parent else (parent["iteration"], parent["candidateId"]),
+            combined_prompt=d.get("combinedPrompt", ""),
+            image_id=d.get("imageId"),
+            image_path=d.get("imagePath"),
+            alignment_score=d.get("alignmentScore"),
+            aesthetic_score=d.get("aestheticScore"),
+            total_score=d.get("totalScore"),
+            analysis=d.get("analysis", ""),
+            strengths=list(d.get("strengths") or []),
+            weaknesses=list(d.get("weaknesses") or []),
+            critiques=dict(d.get("critiques") or {}),
+            status=d.get("status", "ok"),
+            error=d.get("error"),
+            timings=dict(d.get("timings") or {}),
+        )

@@ -1,0 +1,132 @@
+"""Job parameters (SPEC section 1): one table drives validation, the CLI and the OpenAPI schema."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from .errors import InvalidRequest
+
+MAX_PROMPT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: type  # str, int or float
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+    help: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("prompt", str, None, 1, MAX_PROMPT_CHARS, help="what the user wants to see"),
+    Field("N", int, 9, 1, 64, help="candidates generated per iteration"),
+    Field("M", int, 3, 1, 64, help="beam width: candidates kept (at most N)"),
+    Field("iterations", int, 3, 1, 20, help="iterations, counting iteration 0"),
+    Field("alpha", float, 0.7, 0.0, 1.0, help="weight of alignment against aesthetics"),
+    Field("temperature", float, 0.8, 0.0, 2.0, help="LLM sampling temperature"),
+    Field("seed", int, None, nullable=True, help="makes a run repeatable; drawn and recorded when omitted"),
+    Field("providers", str, "offline", 1, 100, help="registered provider set"),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+
+@dataclass(frozen=True)
+class JobParams:
+    prompt: str
+    N: int = 9
+    M: int = 3
+    iterations: int = 3
+    alpha: float = 0.7
+    temperature: float = 0.8
+    seed: int | None = None
+    providers: str = "offline"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_seed(self) -> "JobParams":
+        """The same parameters with a concrete seed, drawn when none was given."""
+        if self.seed is not None:
+            return self
+        return JobParams(**{**self.to_dict(), "seed": secrets.randbelow(2**31)})
+
+
+def _check(field: Field, value: Any) -> Any:
+    name = field.name
+    if value is None:
+        if field.nullable:
+            return None
+        raise InvalidRequest(f"'{name}' is required", name)
+    if field.kind is str:
+        if not isinstance(value, str):
+            raise InvalidRequest(f"'{name}' must be a string", name)
+        value = value.strip()
+        if len(value) < (field.minimum or 0):
+            raise InvalidRequest(f"'{name}' must not be empty", name)
+        if field.maximum is not None and len(value) > field.maximum:
+            raise InvalidRequest(f"'{name}' must be at most {int(field.maximum)} characters", name)
+        return value
+    # bool is a subclass of int in Python; the spec says booleans are not numbers.
+    if isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be a number, not a boolean", name)
+    if field.kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise InvalidRequest(f"'{name}' must be an integer", name)
+    else:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(f"'{name}' must be a finite number", name)
+        value = float(value)
+    if field.minimum is not None and value < field.minimum or field.maximum is not None and value > field.maximum:
+        raise InvalidRequest(f"'{name}' must be between {_fmt(field.minimum)} and {_fmt(field.maximum)}, got {value}", name)
+    return value
+
+
+def _fmt(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def validate(data: Mapping[str, Any]) -> JobParams:
+    """Check a request body or keyword arguments; raise InvalidRequest naming the first bad field."""
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("the request body must be a JSON object")
+    unknown = [k for k in data if k not in FIELD_NAMES]
+    if unknown:
+        raise InvalidRequest(f"unknown field '{unknown[0]}'", str(unknown[0]))
+    values = {}
+    for field in FIELDS:
+        raw = data.get(field.name, field.default)
+        values[field.name] = _check(field, raw)
+    if values["M"] > values["N"]:
+        raise InvalidRequest(f"'M' must be at most N ({values['N']}), got {values['M']}", "M")
+    return JobParams(**values)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job request, used by the OpenAPI document."""
+    props: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.kind is str:
+            p: dict[str, Any] = {"type": "string", "minLength": int(f.minimum or 0)}
+            if f.maximum is not None:
+                p["maxLength"] = int(f.maximum)
+        else:
+            p = {"type": "integer" if f.kind is int else "number"}
+            if f.minimum is not None:
+                p["minimum"] = f.minimum
+            if f.maximum is not None:
+                p["maximum"] = f.maximum
+        if f.nullable:
+            p = {**p, "nullable": True}
+        if f.default is not None:
+            p["default"] = f.default
+        p["description"] = f.help
+        props[f.name] = p
+    return {"type": "object", "required": ["prompt"], "additionalProperties": False, "properties": props}
