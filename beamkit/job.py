@@ -46,13 +46,13 @@ class Job:
         self.error: dict[str, str] | None = None
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
-        self.store = SessionStore(output, self.id)
-        self.store.create()
-        # Provider sets are built before the task so that a bad name or config fails here, at once.
+        # Provider sets are built first, so that a bad name or config fails here, at once, leaving nothing on disk.
         self._providers = registry.create(
             self.params.providers,
             ProviderOptions(temperature=self.params.temperature, seed=self.params.seed or 0, settings=provider_settings or {}),
         )
+        self.store = SessionStore(output, self.id)
+        self.store.create()
         self._search = BeamSearch(self.id, self.params, self._providers, self.store, self._emit)
         self._task = loop.create_task(self._run(), name=f"beamkit {self.id}")
 

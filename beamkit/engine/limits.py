@@ -22,8 +22,9 @@ MINUTE = 60.0
 class KindLimiter:
     """At most ``concurrency`` calls in flight and ``per_minute`` starts in any 60 s window."""
 
-    def __init__(self, limit: Limit) -> None:
+    def __init__(self, limit: Limit, window: float = MINUTE) -> None:
         self.limit = limit
+        self.window = window
         self._sem = asyncio.Semaphore(limit.concurrency) if limit.concurrency else None
         self._starts: deque[float] = deque()
         self._rate_lock = asyncio.Lock()
@@ -35,12 +36,12 @@ class KindLimiter:
         async with self._rate_lock:  # FIFO: callers start in the order they asked
             while True:
                 now = time.monotonic()
-                while self._starts and now - self._starts[0] >= MINUTE:
+                while self._starts and now - self._starts[0] >= self.window:
                     self._starts.popleft()
                 if len(self._starts) < per_minute:
                     self._starts.append(now)
                     return
-                await asyncio.sleep(MINUTE - (now - self._starts[0]))
+                await asyncio.sleep(self.window - (now - self._starts[0]))
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -24,6 +24,10 @@ from .base import GeneratedImage, Limit, ProviderOptions, ProviderSet, VisionRes
 
 #: (operation, args) -> an error to raise, or None
 FaultHook = Callable[[str, tuple[Any, ...]], BaseException | None]
+#: combined prompt -> (alignment 0..100, aesthetic 0..10)
+ScoreHook = Callable[[str], tuple[float, float]]
+#: (operation, args) -> True to make that call wait until it is cancelled
+BlockHook = Callable[[str, tuple[Any, ...]], bool]
 
 
 def _h(text: str) -> int:
@@ -49,11 +53,14 @@ class Simulation:
     stall_rate: float = 0.0  # share of calls that hang for stall_seconds
     stall_seconds: float = 3600.0
     fault: FaultHook | None = None
+    score: ScoreHook | None = None
+    block: BlockHook | None = None
     limits: dict[str, Limit] = field(default_factory=dict)
     name: str = "simulated"
     calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-    in_flight: int = 0
-    max_in_flight: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
 
     def factory(self, options: ProviderOptions) -> ProviderSet:
         return ProviderSet(
@@ -70,9 +77,11 @@ class Simulation:
 
     async def call(self, op: str, latency: float, seed: int, *args: Any) -> None:
         self.calls.append((op, args))
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight[op] = self.in_flight.get(op, 0) + 1
+        self.max_in_flight[op] = max(self.max_in_flight.get(op, 0), self.in_flight[op])
         try:
+            if self.block is not None and self.block(op, args):
+                await asyncio.Event().wait()
             if self.fault is not None and (err := self.fault(op, args)) is not None:
                 raise err
             rng = random.Random(f"{seed}:{op}")
@@ -87,8 +96,15 @@ class Simulation:
                 await asyncio.sleep(self.stall_seconds)
             if latency:
                 await asyncio.sleep(latency)
+        except asyncio.CancelledError:
+            self.cancelled.append(op)
+            raise
         finally:
-            self.in_flight -= 1
+            self.in_flight[op] -= 1
+
+    def busy(self) -> int:
+        """Calls in flight now, all kinds together."""
+        return sum(self.in_flight.values())
 
 
 class _LLM:
@@ -128,6 +144,9 @@ class _Vision:
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
         prompt = Image.open(io.BytesIO(image)).text.get("prompt", "")  # type: ignore[attr-defined]
         await self.sim.call("vision", self.sim.vision_latency, seed, prompt)
+        if self.sim.score is not None:
+            alignment, aesthetic = self.sim.score(prompt)
+            return VisionResult(alignment, aesthetic, analysis="scored by hook")
         # Deterministic, spread out, and nudged up by each refinement so search has something to find.
         refinements = prompt.count("+r")
         alignment = min(100.0, _h(prompt) % 70 + 6 * refinements)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up everything the tests need, then run the whole suite (Python tests, notebooks, the browser test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+# The browser test drives Debian's Chromium; never a browser download.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; the browser test will fail" >&2
+  else
+    echo "warning: /usr/bin/chromium is missing (apt-get install chromium); the browser test will fail" >&2
+  fi
+fi
+# Keep Jupyter and IPython state out of HOME.
+state=$(mktemp -d -t beamkit-test-XXXXXX)
+export JUPYTER_CONFIG_DIR="$state/config" JUPYTER_DATA_DIR="$state/data" JUPYTER_RUNTIME_DIR="$state/runtime" IPYTHONDIR="$state/ipython"
+exec .venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"
