@@ -94,7 +94,8 @@ class Result:
             "jobId": self.job_id,
             "status": self.status,
             "config": self.config,
-            "candidates": [c.to_dict() for c in self.candidates],
+            # Candidates cut off by a cancel or a failure were never finished: they are not recorded.
+            "candidates": [c.to_dict() for c in self.candidates if c.status != "pending"],
             "beams": {str(i): [{"iteration": a, "candidateId": b} for a, b in refs] for i, refs in self.beams.items()},
             "best": self.to_dict()["bestCandidate"],
             "lineage": [{"iteration": i, "candidateId": c} for i, c in self.lineage()] if self.best else [],
@@ -102,6 +103,11 @@ class Result:
             "usage": self.usage,
             "error": self.error,
         }
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .widget import mimebundle  # lazy: `import beamkit` stays free of ipywidgets
+
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         best = self.best

@@ -44,7 +44,9 @@ def _discover() -> dict[str, object]:
 
 
 def available() -> list[str]:
-    return sorted({*_BUILTIN, *_registered, *_discover()})
+    """Names that can be asked for; a plug-in that already failed to load is left out."""
+    plugins = {name for name in _discover() if name not in _plugin_errors}
+    return sorted({*_BUILTIN, *_registered, *plugins})
 
 
 def plugin_errors() -> dict[str, str]:

@@ -1,0 +1,340 @@
+"""The three roles over one ``AsyncOpenAI`` client.
+
+Retries of 429, 5xx and timeouts are the client's own (``max_retries``, honouring
+``retry-after-ms``); this module adds only what the client cannot know: one
+rephrased retry after a content-policy refusal, one re-ask after an unreadable
+vision reply, and dropping a parameter that a model says it does not take.
+Cancelling the calling task cancels the HTTP request in flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import time
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from ...candidate import Candidate, Dimension
+from ...errors import BeamkitError, ErrorCode, ProviderError
+from ..base import GeneratedImage, VisionResult
+from . import prompts
+from .config import OpenAIConfig
+from .errors import ContentPolicyRefusal, detail_of, is_content_policy, scrub, to_beamkit, unsupported_param
+from .parse import ReplyError, clean_text, parse_scores
+from .pricing import UsageCounter
+
+log = logging.getLogger("beamkit.providers.openai")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: parameters a model may refuse; on such a 400 they are dropped (or renamed) for that model and the call re-sent
+_ADAPTABLE = {"temperature", "seed", "max_completion_tokens", "max_tokens", "response_format", "top_p"}
+OPERATION_HEADER = "X-Beamkit-Operation"
+
+
+class Backend:
+    """One client, the usage counter, and the calls all roles share."""
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+        kwargs: dict[str, Any] = {
+            "api_key": config.api_key,
+            "timeout": config.timeout,
+            "max_retries": config.max_retries,
+        }
+        if config.base_url:
+            kwargs["base_url"] = config.base_url
+        if config.organization:
+            kwargs["organization"] = config.organization
+        if config.project:
+            kwargs["project"] = config.project
+        self.client = AsyncOpenAI(**kwargs)
+        self.usage = UsageCounter(config.prices)
+        self._dropped: dict[str, set[str]] = {}  # model -> parameters it refused
+        self._closed = False
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<beamkit openai backend {self.config.base_url or 'api.openai.com'}>"
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.client.close()
+
+    def _error(self, err: BaseException, what: str) -> BeamkitError:
+        retries = self.config.max_retries if isinstance(err, (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)) else None
+        return to_beamkit(err, what=what, secrets=[self.config.api_key], retries=retries)
+
+    # --- chat ---------------------------------------------------------------------------------
+
+    async def chat(self, messages: list[dict[str, Any]], *, model: str, operation: str, seed: int,
+                   temperature: float | None, max_tokens: int | None, json_mode: bool = False) -> str:
+        """One chat completion (after any parameter adaptation); its text, or a mapped error.
+
+        A refusal (HTTP 400 on content grounds, a ``content_filter`` finish, or a ``refusal``)
+        raises :class:`ContentPolicyRefusal` so that the caller can rephrase once.
+        """
+        dropped = self._dropped.setdefault(model, set())
+        what = f"{operation} ({model})"
+        for _ in range(len(_ADAPTABLE) + 1):
+            params: dict[str, Any] = {"model": model, "messages": messages}
+            if temperature is not None and "temperature" not in dropped:
+                params["temperature"] = temperature
+            if "seed" not in dropped:
+                params["seed"] = seed
+            if max_tokens is not None:
+                if "max_completion_tokens" not in dropped:
+                    params["max_completion_tokens"] = max_tokens
+                elif "max_tokens" not in dropped:
+                    params["max_tokens"] = max_tokens
+            if json_mode and self.config.json_mode and "response_format" not in dropped:
+                params["response_format"] = {"type": "json_object"}
+            try:
+                completion = await self.client.chat.completions.create(
+                    **params, extra_headers={OPERATION_HEADER: operation}
+                )
+            except openai.BadRequestError as err:
+                if is_content_policy(err):
+                    raise ContentPolicyRefusal(scrub(detail_of(err), [self.config.api_key])) from None
+                param = unsupported_param(err)
+                if param in _ADAPTABLE and param in params and param not in dropped:
+                    log.info("model %s does not take '%s'; sending without it", model, param)
+                    dropped.add(param)
+                    continue
+                raise self._error(err, what) from None
+            except openai.APIError as err:
+                raise self._error(err, what) from None
+            except (ValueError, TypeError) as err:  # a 200 whose body is not the API's JSON
+                raise _unreadable(what, err) from None
+            return self._chat_result(completion, model, what)
+        raise ProviderError(f"OpenAI {what} failed: the server refused every parameter variant")
+
+    def _chat_result(self, completion: Any, model: str, what: str) -> str:
+        usage = getattr(completion, "usage", None)
+        self.usage.add(
+            model,
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+        choices = getattr(completion, "choices", None) or []
+        if not choices:
+            raise ProviderError(f"OpenAI {what} returned no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        refusal = getattr(message, "refusal", None)
+        if getattr(choice, "finish_reason", None) == "content_filter" or refusal:
+            raise ContentPolicyRefusal(str(refusal or "the reply was withheld by the content filter"))
+        content = getattr(message, "content", None)
+        return content if isinstance(content, str) else ""
+
+    async def chat_with_policy_retry(self, messages: list[dict[str, Any]], *, what: str, **kwargs: Any) -> str:
+        """``chat``; after a content-policy refusal, once more with softened wording; then CONTENT_POLICY."""
+        try:
+            return await self.chat(messages, **kwargs)
+        except ContentPolicyRefusal:
+            log.info("%s was refused on content grounds; retrying once with softened wording", what)
+        try:
+            return await self.chat(prompts.softened(messages), **{**kwargs, "seed": kwargs["seed"] + 1})
+        except ContentPolicyRefusal as refusal:
+            raise ProviderError(
+                f"OpenAI {what} was refused by the content policy, also after rephrasing: {refusal.detail}",
+                ErrorCode.CONTENT_POLICY,
+            ) from None
+
+    # --- images -------------------------------------------------------------------------------
+
+    async def generate_image(self, prompt: str, *, seed: int) -> tuple[bytes, dict[str, Any]]:
+        c = self.config
+        model = c.image_model
+        params: dict[str, Any] = {"model": model, "prompt": prompt, "n": 1}
+        if c.image_size:
+            params["size"] = c.image_size
+        if c.image_quality:
+            params["quality"] = c.image_quality
+        if not model.startswith("gpt-image") and not model.startswith("chatgpt-image"):
+            params["response_format"] = "b64_json"  # GPT image models always answer in base64 and refuse this
+        if c.send_image_seed:
+            params["extra_body"] = {"seed": seed}
+        try:
+            response = await self.client.images.generate(**params, extra_headers={OPERATION_HEADER: "image"})
+        except openai.BadRequestError as err:
+            if is_content_policy(err):
+                raise ContentPolicyRefusal(scrub(detail_of(err), [c.api_key])) from None
+            raise self._error(err, f"image generation ({model})") from None
+        except openai.APIError as err:
+            raise self._error(err, f"image generation ({model})") from None
+        except (ValueError, TypeError) as err:
+            raise _unreadable(f"image generation ({model})", err) from None
+        usage = getattr(response, "usage", None)
+        self.usage.add(
+            model,
+            input_tokens=getattr(usage, "input_tokens", 0) or 0,
+            output_tokens=getattr(usage, "output_tokens", 0) or 0,
+            images=1,
+            quality=c.image_quality,
+            size=c.image_size,
+        )
+        data = getattr(response, "data", None) or []
+        b64 = getattr(data[0], "b64_json", None) if data else None
+        if not b64:
+            raise ProviderError(f"OpenAI image generation ({model}) returned no b64_json image")
+        try:
+            raw = base64.b64decode(b64, validate=False)
+        except ValueError as exc:
+            raise ProviderError(f"OpenAI image generation ({model}) returned bad base64: {exc}") from None
+        meta: dict[str, Any] = {"model": model, "size": c.image_size, "quality": c.image_quality}
+        revised = getattr(data[0], "revised_prompt", None)
+        if revised:
+            meta["revisedPrompt"] = revised
+        return to_png(raw, model), meta
+
+
+def _unreadable(what: str, err: BaseException) -> ProviderError:
+    return ProviderError(f"OpenAI {what} returned a body that is not the API's JSON ({type(err).__name__})")
+
+
+def to_png(raw: bytes, model: str = "image model") -> bytes:
+    """PNG bytes as they are; another image format converted with Pillow; anything else an error."""
+    if raw.startswith(PNG_MAGIC):
+        return raw
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(raw)) as img:
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            return out.getvalue()
+    except Exception as exc:  # noqa: BLE001 - anything Pillow cannot read is not an image
+        raise ProviderError(f"OpenAI {model} returned data that is not an image ({type(exc).__name__})") from None
+
+
+def _downscale_png(png: bytes, longest: int) -> bytes:
+    """The image at most ``longest`` pixels on its longer side (saves upload and tokens at detail=low)."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(png)) as img:
+            if max(img.size) <= longest:
+                return png
+            img = img.convert("RGB")
+            img.thumbnail((longest, longest))
+            out = io.BytesIO()
+            img.save(out, format="PNG")
+            return out.getvalue()
+    except Exception:  # noqa: BLE001 - send the original rather than fail here
+        return png
+
+
+class OpenAILLM:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def __repr__(self) -> str:
+        return f"<OpenAILLM {self._b.config.llm_model}>"
+
+    async def _text(self, operation: str, messages: list[dict[str, Any]], seed: int) -> str:
+        c = self._b.config
+        kwargs = dict(model=c.llm_model, operation=operation, temperature=c.temperature, max_tokens=c.max_tokens)
+        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.llm_model})", seed=seed, **kwargs)
+        try:
+            return clean_text(text)
+        except ReplyError:
+            pass
+        # An empty reply: ask once more with another seed, then give up with the reason.
+        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.llm_model})", seed=seed + 7, **kwargs)
+        try:
+            return clean_text(text)
+        except ReplyError as exc:
+            raise ProviderError(f"OpenAI {operation} ({c.llm_model}) gave an unusable reply twice: {exc}") from None
+
+    async def expand(self, prompt: str, dimension: Dimension, *, seed: int) -> str:
+        return await self._text(f"expand-{dimension}", prompts.expand(prompt, dimension), seed)
+
+    async def refine(self, prompt: str, dimension: Dimension, critique: str, user_prompt: str, *, seed: int) -> str:
+        return await self._text(f"refine-{dimension}", prompts.refine(prompt, dimension, critique, user_prompt), seed)
+
+    async def combine(self, what: str, how: str, *, seed: int) -> str:
+        return await self._text("combine", prompts.combine(what, how), seed)
+
+    async def critique(self, candidate: Candidate, dimension: Dimension, user_prompt: str, *, seed: int) -> str:
+        return await self._text(f"critique-{dimension}", prompts.critique(candidate, dimension, user_prompt), seed)
+
+
+class OpenAIImage:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def __repr__(self) -> str:
+        return f"<OpenAIImage {self._b.config.image_model}>"
+
+    async def generate(self, prompt: str, *, seed: int) -> GeneratedImage:
+        started = time.monotonic()
+        try:
+            png, meta = await self._b.generate_image(prompt, seed=seed)
+        except ContentPolicyRefusal as first:
+            softer = await self._rephrase(prompt, seed)
+            try:
+                png, meta = await self._b.generate_image(softer, seed=seed)
+            except ContentPolicyRefusal as second:
+                raise ProviderError(
+                    f"OpenAI image generation ({self._b.config.image_model}) was refused by the content policy, "
+                    f"also after rephrasing: {second.detail or first.detail}",
+                    ErrorCode.CONTENT_POLICY,
+                ) from None
+            meta = {**meta, "rephrased": True, "promptUsed": softer}
+        meta["seconds"] = round(time.monotonic() - started, 3)
+        return GeneratedImage(png=png, metadata=meta)
+
+    async def _rephrase(self, prompt: str, seed: int) -> str:
+        """A softened prompt from the chat model, or by word substitution if that fails too."""
+        c = self._b.config
+        try:
+            text = await self._b.chat(
+                prompts.rephrase_for_image(prompt), model=c.llm_model, operation="rephrase", seed=seed,
+                temperature=c.temperature, max_tokens=c.max_tokens,
+            )
+            return clean_text(text)
+        except BeamkitError as exc:
+            if exc.fatal:
+                raise
+        except (ContentPolicyRefusal, ReplyError):
+            pass
+        return prompts.soften(prompt)
+
+
+class OpenAIVision:
+    def __init__(self, backend: Backend) -> None:
+        self._b = backend
+
+    def __repr__(self) -> str:
+        return f"<OpenAIVision {self._b.config.vision_model}>"
+
+    async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
+        c = self._b.config
+        png = to_png(image, "vision input")
+        if c.vision_detail == "low":
+            png = _downscale_png(png, 512)
+        data_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        messages = prompts.vision(user_prompt, data_url, c.vision_detail)
+        kwargs = dict(
+            model=c.vision_model, operation="vision", temperature=c.vision_temperature,
+            max_tokens=c.vision_max_tokens, json_mode=True,
+        )
+        what = f"vision analysis ({c.vision_model})"
+        reply = await self._b.chat_with_policy_retry(messages, what=what, seed=seed, **kwargs)
+        try:
+            return parse_scores(reply)
+        except ReplyError as exc:
+            first_reason = str(exc)
+            log.info("%s: unreadable reply (%s); asking once more", what, first_reason)
+        again = [*messages, {"role": "assistant", "content": reply or ""}, prompts.vision_retry(first_reason)]
+        reply = await self._b.chat_with_policy_retry(again, what=what, seed=seed + 1, **kwargs)
+        try:
+            return parse_scores(reply)
+        except ReplyError as exc:
+            raise ProviderError(
+                f"OpenAI {what} gave no readable scores, also when asked again: {exc} (first reply: {first_reason})"
+            ) from None
