@@ -129,6 +129,11 @@ class Job:
             raise JobCancelled(self.error["message"])
         raise BeamkitError(self.error["message"], self.error["code"])
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .widget import mimebundle  # lazy: `import beamkit` stays free of ipywidgets
+
+        return mimebundle(self, include, exclude)
+
     def __repr__(self) -> str:
         pr = self.progress
         return f"<Job {self.id} {self.status} {pr['candidatesProcessed']}/{pr['totalCandidates']} candidates>"
@@ -136,6 +141,8 @@ class Job:
     # -- internals -------------------------------------------------------------------------------
 
     def _emit(self, event: dict[str, Any]) -> None:
+        if event["type"] == ev.COMPLETE:
+            self.status = COMPLETED  # before listeners run, so they see a finished job
         self.store.append_event(event)
         self.history.append(event)
         for listener in list(self._listeners):
@@ -162,8 +169,6 @@ class Job:
         self.status = RUNNING
         try:
             await self._search.run()
-            self.status = COMPLETED
-            self._changed.set()
         except asyncio.CancelledError:
             self._fail(CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
         except BeamkitError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -110,3 +111,14 @@ async def test_provider_settings_are_never_written(tmp_path):
     for path in job.folder.iterdir():
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in json.dumps(job.history)
+
+
+@pytest.mark.asyncio
+async def test_listeners_see_the_final_status_with_the_final_event(tmp_path):
+    for sim, final in ((Simulation(), "completed"), (Simulation(fault=lambda op, a: RuntimeError("x")), "error")):
+        job = beamkit.start("a cat", N=2, M=1, iterations=2, providers=use(sim), output=tmp_path, seed=1)
+        seen = []
+        job.add_listener(lambda e, job=job: seen.append((e["type"], job.status)))
+        await job.wait() if final == "completed" else await asyncio.gather(job.wait(), return_exceptions=True)
+        assert seen[-1][1] == final and seen[-1][0] in ("complete", "error")
+        assert all(status == "running" for _, status in seen[:-1])

@@ -1,0 +1,218 @@
+"""The OpenAPI 3.1 document of the REST API.
+
+``build()`` makes it from the parameter table; ``openapi.json`` beside this file is the
+committed copy that the servers send at ``/api/openapi.json``. A test keeps the two
+equal and checks the document's paths against the routes. After changing the API, run
+``python -m beamkit.server.openapi`` to write the file again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ErrorCode
+from ..params import json_schema
+
+FILE = Path(__file__).with_name("openapi.json")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _nullable_31(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.1 is JSON Schema: ``nullable: true`` becomes a type that also allows null."""
+    out = copy.deepcopy(schema)
+    for prop in out["properties"].values():
+        if prop.pop("nullable", False):
+            prop["type"] = [prop["type"], "null"]
+    return out
+
+
+NUM = {"type": "number"}
+INT = {"type": "integer"}
+STR = {"type": "string"}
+NULLABLE_NUM = {"type": ["number", "null"]}
+ERROR_OBJ = {
+    "type": "object",
+    "required": ["message", "code"],
+    "properties": {"message": STR, "code": {"type": "string", "enum": [v for k, v in vars(ErrorCode).items() if k.isupper()]}},
+}
+
+
+def _schemas() -> dict[str, Any]:
+    ref = {"type": "object", "required": ["iteration", "candidateId"], "properties": {"iteration": INT, "candidateId": INT}}
+    return {
+        "JobRequest": _nullable_31(json_schema()),
+        "Error": {
+            "type": "object",
+            "required": ["error", "code"],
+            "description": "Every error answer. Context fields (such as `field`, `jobId`, `maxJobs`) may follow.",
+            "properties": {
+                "error": {"type": "string", "description": "what went wrong"},
+                "code": ERROR_OBJ["properties"]["code"],
+                "field": {"type": "string", "description": "the request field at fault (400)"},
+                "jobId": STR,
+                "imageId": STR,
+                "maxJobs": {"type": "integer", "description": "jobs this server runs at once (429)"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "timestamp"],
+            "properties": {"status": {"const": "ok"}, "timestamp": {"type": "string", "format": "date-time"},
+                           "version": STR, "runningJobs": INT, "maxJobs": INT},
+        },
+        "Started": {
+            "type": "object",
+            "required": ["jobId", "status", "message"],
+            "properties": {"jobId": STR, "status": {"const": "started"}, "message": STR},
+        },
+        "Progress": {
+            "type": "object",
+            "required": ["currentIteration", "totalIterations", "candidatesProcessed", "totalCandidates"],
+            "properties": {k: INT for k in ("currentIteration", "totalIterations", "candidatesProcessed", "totalCandidates")},
+        },
+        "Ref": ref,
+        "BestCandidate": {
+            "type": ["object", "null"],
+            "required": ["whatPrompt", "howPrompt", "combinedPrompt", "imagePath", "imageId", "totalScore"],
+            "properties": {
+                "whatPrompt": STR, "howPrompt": STR, "combinedPrompt": STR, "imagePath": STR, "imageId": STR,
+                "totalScore": NUM, "alignmentScore": NUM, "aestheticScore": NUM, "iteration": INT, "candidateId": INT,
+                "lineage": {"type": "array", "items": _ref("Ref")},
+            },
+        },
+        "Result": {
+            "type": "object",
+            "required": ["bestCandidate", "iterations", "candidatesEvaluated"],
+            "properties": {
+                "bestCandidate": _ref("BestCandidate"), "iterations": INT, "candidatesEvaluated": INT,
+                "candidatesFailed": INT, "duration": {"type": ["integer", "null"], "description": "milliseconds"},
+                "usage": {"type": "object"},
+            },
+        },
+        "JobStatus": {
+            "type": "object",
+            "required": ["jobId", "status", "progress"],
+            "description": "`result` when completed; `error` when error or cancelled.",
+            "properties": {
+                "jobId": STR,
+                "status": {"enum": ["in_progress", "completed", "error", "cancelled"]},
+                "config": {"type": "object"},
+                "progress": _ref("Progress"),
+                "result": _ref("Result"),
+                "error": ERROR_OBJ,
+                "bestScore": NULLABLE_NUM,
+                "interrupted": {"type": "boolean", "description": "the server stopped before the job finished"},
+            },
+        },
+        "JobSummary": {
+            "type": "object",
+            "required": ["jobId", "prompt", "status", "bestScore"],
+            "properties": {
+                "jobId": STR, "prompt": {"type": ["string", "null"]},
+                "status": {"enum": ["in_progress", "completed", "error", "cancelled"]},
+                "bestScore": NULLABLE_NUM, "createdAt": {"type": ["string", "null"]}, "interrupted": {"type": "boolean"},
+            },
+        },
+        "JobList": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": _ref("JobSummary")}}},
+    }
+
+
+def _job_id() -> dict[str, Any]:
+    return {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^job-[A-Za-z0-9_-]{1,64}$"}}
+
+
+def build() -> dict[str, Any]:
+    """The document, made from the code."""
+    bad, missing, limit = _error("invalid request"), _error("no such job"), _error("too many jobs running")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "beamkit",
+            "version": __version__,
+            "description": "Beam search for text-to-image prompts. Inside Jupyter Server every path lives under "
+            "`{base_url}beamkit/` and Jupyter's authentication applies. Live progress: the WebSocket at `/` "
+            "and `/ws` (see docs/websocket.md).",
+        },
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the server's token, when it has one"},
+                "query": {"type": "apiKey", "in": "query", "name": "token"},
+            },
+        },
+        "security": [{}, {"bearer": []}, {"query": []}],
+        "paths": {
+            "/health": {"get": {"operationId": "health", "summary": "Is the server up",
+                                "responses": {"200": _json(_ref("Health"), "up")}}},
+            "/api/beam-search": {"post": {
+                "operationId": "startJob",
+                "summary": "Start a beam search job",
+                "parameters": [{"name": "X-OpenAI-API-Key", "in": "header", "required": False, "schema": STR,
+                                "description": "a key for this job only; never stored, logged or echoed"}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
+                "responses": {"200": _json(_ref("Started"), "started"), "400": bad, "429": limit},
+            }},
+            "/api/job/{jobId}": {"get": {
+                "operationId": "getJob", "summary": "A job's status, progress and result",
+                "parameters": [_job_id()],
+                "responses": {"200": _json(_ref("JobStatus"), "the job"), "404": missing},
+            }},
+            "/api/job/{jobId}/cancel": {"post": {
+                "operationId": "cancelJob", "summary": "Cancel a running job (a finished one is left as it is)",
+                "parameters": [_job_id()],
+                "responses": {"200": _json(_ref("JobStatus"), "the job after cancelling"), "404": missing},
+            }},
+            "/api/jobs": {"get": {
+                "operationId": "listJobs", "summary": "Every job this server knows, newest first",
+                "responses": {"200": _json(_ref("JobList"), "the jobs")},
+            }},
+            "/api/images/{imageId}": {"get": {
+                "operationId": "getImage", "summary": "A candidate's image, or a thumbnail of it",
+                "parameters": [
+                    {"name": "imageId", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": r"^job-[A-Za-z0-9_-]{1,64}-iter\d{1,3}-cand\d{1,3}\.png$"}},
+                    {"name": "size", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 4096},
+                     "description": "longest side of a thumbnail, in pixels"},
+                ],
+                "responses": {
+                    "200": {"description": "PNG", "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}},
+                    "400": bad, "404": _error("no such image"),
+                },
+            }},
+            "/api/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            }},
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    """The committed document, as served."""
+    return json.loads(FILE.read_text(encoding="utf-8"))
+
+
+def write() -> None:
+    FILE.write_text(json.dumps(build(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write()
+    print(f"wrote {FILE}")
