@@ -1,0 +1,447 @@
+"""The beamkit widget: one anywidget model fed by one view model.
+
+Events come from a live ``Job`` (``job.events()``, on the kernel's loop), from a ``Result``
+(replayed at once, no loop needed) or from a server (``beamkit.client``). Each event goes
+through ``ViewModel.apply``; the parts it changed are marked dirty and sent together at
+most every ``throttle`` seconds (at once when the job ends). Thumbnails are made in a
+thread and sent once each, as small child models that the front end looks up by
+reference, so no picture crosses twice and a re-opened page still shows them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+import anywidget
+import ipywidgets
+import traitlets
+
+from .chart import score_chart
+from .images import THUMB_FORMAT, ImageSource, LocalImages, sniff_format
+from .viewmodel import PARTS, Key, ViewModel, events_of_result, key_str
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+#: while a job runs, the best-so-far picture (the one full-size picture) is replaced at most this often
+BEST_IMAGE_INTERVAL = 1.0
+
+
+class Thumbnail(ipywidgets.Widget):
+    """One candidate's thumbnail: a model with no view, holding WebP/JPEG bytes (longer side <= 256 px).
+
+    Sent once, when it is made; the main widget refers to it by model id.
+    """
+
+    value = traitlets.Bytes(b"").tag(sync=True)
+    format = traitlets.Unicode(THUMB_FORMAT).tag(sync=True)
+    key = traitlets.Unicode("").tag(sync=True)
+
+
+class BeamWidget(anywidget.AnyWidget):
+    """Shows one beam-search job: live, loaded from disk, or followed on a server.
+
+    Make one with :func:`beamkit.widget.view` (or just display a ``Job`` or ``Result``).
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+
+    header = traitlets.Dict().tag(sync=True)
+    progress = traitlets.Dict().tag(sync=True)
+    rows = traitlets.List().tag(sync=True)
+    live_row = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
+    beam = traitlets.List().tag(sync=True)
+    best = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
+    best_image = traitlets.Bytes(b"").tag(sync=True)
+    best_image_key = traitlets.Unicode("").tag(sync=True)
+    best_image_format = traitlets.Unicode("png").tag(sync=True)
+    chart_svg = traitlets.Unicode("").tag(sync=True)
+    thumbs = traitlets.Dict().tag(sync=True, **ipywidgets.widget_serialization)
+    selected = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
+    selected_image = traitlets.Bytes(b"").tag(sync=True)
+    selected_image_format = traitlets.Unicode("png").tag(sync=True)
+    cancellable = traitlets.Bool(False).tag(sync=True)
+    cancel_requested = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(
+        self,
+        vm: ViewModel,
+        images: ImageSource,
+        *,
+        canceller: Callable[[], Any] | None = None,
+        throttle: float = 0.15,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._vm = vm
+        self._images = images
+        self._canceller = canceller
+        self.throttle = throttle
+        self._dirty: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._thumb_widgets: dict[str, Thumbnail] = {}
+        self._thumbs_wanted: set[str] = set()
+        self._thumb_sem: asyncio.Semaphore | None = None
+        self._best_loading: str | None = None
+        self._best_sent_at = 0.0
+        self._best_retry: asyncio.TimerHandle | None = None
+        #: what the widget did; loop_seconds(_max): CPU time it spent on the loop's thread, in all and
+        #: at most at once (an event, a send, a new thumbnail); flush_seconds_max: wall time of one send
+        self.stats: dict[str, Any] = {
+            "events": 0, "flushes": 0, "flush_seconds_max": 0.0, "loop_seconds_max": 0.0, "loop_seconds": 0.0,
+            "thumbnails": 0, "best_images": 0,
+        }
+        self.on_msg(self._on_msg)
+
+    # -- public -------------------------------------------------------------------------------------
+
+    @property
+    def view_model(self) -> ViewModel:
+        return self._vm
+
+    @property
+    def thumbnail_count(self) -> int:
+        return len(self._thumb_widgets)
+
+    def thumbnail_bytes(self) -> dict[str, bytes]:
+        return {k: w.value for k, w in self._thumb_widgets.items()}
+
+    def cancel(self) -> bool:
+        """What the Cancel button does."""
+        if self._canceller is None or self._vm.done:
+            return False
+        self.cancel_requested = True
+        try:
+            out = self._canceller()
+            if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+                self._spawn(out)
+        except Exception:
+            log.exception("beamkit widget: cancel failed")
+            return False
+        return True
+
+    async def settled(self, timeout: float | None = 60.0) -> "BeamWidget":
+        """Wait until the job's stream has ended and every thumbnail and picture has been sent."""
+
+        async def _wait() -> None:
+            if self._consumer is not None:
+                await asyncio.shield(self._consumer)
+            while True:
+                self.flush()  # may start the load of the final best picture
+                pending = [t for t in self._tasks if not t.done()]
+                if not pending:
+                    break
+                await asyncio.gather(*pending, return_exceptions=True)
+
+        await asyncio.wait_for(_wait(), timeout)
+        return self
+
+    def flush(self) -> None:
+        """Send every dirty part now (normally done for you, throttled)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._dirty:
+            return
+        t0, c0 = time.perf_counter(), time.thread_time()
+        dirty, self._dirty = self._dirty, set()
+        vm = self._vm
+        with self.hold_sync():
+            for part in PARTS:
+                if part not in dirty:
+                    continue
+                if part == "chart":
+                    self.chart_svg = score_chart(vm.series(), vm.config.get("iterations"))
+                else:
+                    setattr(self, part, vm.part(part))
+            if "header" in dirty:
+                self.cancellable = self._canceller is not None and not vm.done
+            if "thumbs" in dirty:
+                self.thumbs = dict(self._thumb_widgets)
+        self.stats["flushes"] += 1
+        self.stats["flush_seconds_max"] = max(self.stats["flush_seconds_max"], time.perf_counter() - t0)
+        self._held(c0)
+        if "best" in dirty:
+            self._want_best_image()
+
+    def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._consumer is not None and not self._consumer.done():
+            self._consumer.cancel()
+        for w in self._thumb_widgets.values():
+            w.close()
+        super().close()
+
+    # -- feeding --------------------------------------------------------------------------------
+
+    def ingest(self, event: dict[str, Any]) -> None:
+        """Take one event (from any source) and schedule what it changes."""
+        t0 = time.thread_time()
+        self.stats["events"] += 1
+        changed = self._vm.apply(event)
+        if event.get("type") == "candidate" and event.get("status", "ok") == "ok":
+            self._want_thumb((int(event["iteration"]), int(event["candidateId"])))
+        self._mark(changed, now=self._vm.done)
+        self._held(t0)
+
+    def _held(self, t0: float) -> None:
+        # CPU time of this thread, so that waiting for the GIL (thumbnail threads, a provider's
+        # threads) is not counted as the widget's own work
+        dt = time.thread_time() - t0
+        self.stats["loop_seconds"] += dt
+        self.stats["loop_seconds_max"] = max(self.stats["loop_seconds_max"], dt)
+
+    def replay(self, events: Iterable[dict[str, Any]]) -> None:
+        for e in events:
+            self.ingest(e)
+
+    def follow(self, events: AsyncIterator[dict[str, Any]], *, on_end: Callable[[], None] | None = None) -> None:
+        """Consume an async stream of events on the running loop (a live or remote job)."""
+        self._loop = asyncio.get_running_loop()
+
+        async def consume() -> None:
+            try:
+                async for e in events:
+                    self.ingest(e)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                code = getattr(exc, "code", None)
+                if code:  # a BeamkitError from the client: unknown job, bad token, lost connection
+                    self._vm.error = {"message": str(getattr(exc, "message", exc)), "code": str(code)}
+                    status = "error" if code in ("NOT_FOUND", "AUTH_ERROR") else "disconnected"
+                else:
+                    log.exception("beamkit widget: the event stream failed")
+                    self._vm.error = {"message": f"event stream failed: {type(exc).__name__}: {exc}", "code": "INTERNAL_ERROR"}
+                    status = "disconnected"
+                self._mark(self._vm.finish(status) | {"header"}, now=True)
+            finally:
+                if on_end is not None:
+                    on_end()
+                if not self._vm.done:
+                    self._mark(self._vm.finish("disconnected"), now=True)
+
+        self._consumer = self._loop.create_task(consume(), name=f"beamkit widget {self._vm.job_id}")
+
+    @property
+    def live(self) -> bool:
+        return self._loop is not None
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _spawn(self, aw: Awaitable[Any]) -> asyncio.Future[Any]:
+        fut = asyncio.ensure_future(aw, loop=self._loop)
+        self._tasks.add(fut)
+        fut.add_done_callback(self._tasks.discard)
+        return fut
+
+    def _mark(self, parts: Iterable[str], *, now: bool = False) -> None:
+        self._dirty |= set(parts)
+        if not self._dirty or not self.live:
+            return  # a static view is flushed once, by whoever built it
+        if now:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            self._flush_handle = self._loop.call_soon(self.flush)  # type: ignore[union-attr]
+        elif self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(self.throttle, self.flush)  # type: ignore[union-attr]
+
+    def _want_thumb(self, key: Key) -> None:
+        k = key_str(key)
+        if k in self._thumbs_wanted:
+            return
+        self._thumbs_wanted.add(k)
+        cand = self._vm.candidates[key]
+        if not self.live:
+            data = self._images.thumbnail_sync(cand)
+            if data:
+                self._add_thumb(k, data)
+            return
+
+        async def make() -> None:
+            if self._thumb_sem is None:
+                self._thumb_sem = asyncio.Semaphore(2)
+            async with self._thumb_sem:
+                data = await self._images.thumbnail(cand)
+            if data:
+                t0 = time.thread_time()
+                self._add_thumb(k, data)
+                self._mark({"thumbs"})
+                self._held(t0)
+
+        self._spawn(make())
+
+    def _add_thumb(self, k: str, data: bytes) -> None:
+        self._thumb_widgets[k] = Thumbnail(value=data, format=sniff_format(data), key=k)
+        self.stats["thumbnails"] += 1
+        self._dirty.add("thumbs")
+
+    def _want_best_image(self) -> None:
+        key = self._vm.best_key
+        if key is None:
+            return
+        k = key_str(key)
+        if k == self.best_image_key or k == self._best_loading:
+            return
+        cand = self._vm.candidates[key]
+        if not self.live:
+            data = self._images.full_sync(cand)
+            if data:
+                self._set_best_image(k, data)
+            return
+        if self._best_loading is not None:
+            return  # the load in flight checks again when it ends
+        wait = 0.0 if self._vm.done else self._best_sent_at + BEST_IMAGE_INTERVAL - time.monotonic()
+        if wait > 0:
+            if self._best_retry is None:
+                self._best_retry = self._loop.call_later(wait, self._retry_best)  # type: ignore[union-attr]
+            return
+        self._best_loading = k
+
+        async def load() -> None:
+            try:
+                data = await self._images.full(cand)
+            finally:
+                self._best_loading = None
+            current = self._vm.best_key
+            if data and current is not None and key_str(current) == k:
+                self._set_best_image(k, data)
+            self._want_best_image()  # the best may have moved on meanwhile
+
+        self._spawn(load())
+
+    def _retry_best(self) -> None:
+        self._best_retry = None
+        self._want_best_image()
+
+    def _set_best_image(self, k: str, data: bytes) -> None:
+        with self.hold_sync():
+            self.best_image = data
+            self.best_image_format = sniff_format(data)
+            self.best_image_key = k
+        self._best_sent_at = time.monotonic()
+        self.stats["best_images"] += 1
+
+    def _on_msg(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "cancel":
+            self.cancel()
+        elif kind == "select":
+            self.select(content.get("key"))
+
+    def select(self, key: str | None) -> None:
+        """Show one candidate's prompts, analysis and full picture (what a click on a card does)."""
+        if not key:
+            with self.hold_sync():
+                self.selected = None
+                self.selected_image = b""
+            return
+        try:
+            i, c = (int(x) for x in str(key).split("-"))
+        except ValueError:
+            return
+        detail = self._vm.detail((i, c))
+        if detail is None:
+            return
+        self.selected = detail
+        cand = self._vm.candidates[(i, c)]
+        if detail.get("status") != "ok":
+            self.selected_image = b""
+            return
+
+        def put(data: bytes | None) -> None:
+            if data and (self.selected or {}).get("key") == detail["key"]:
+                with self.hold_sync():
+                    self.selected_image = data
+                    self.selected_image_format = sniff_format(data)
+
+        if self.live:
+            async def load() -> None:
+                put(await self._images.full(cand))
+
+            self._spawn(load())
+        else:
+            put(self._images.full_sync(cand))
+
+
+# -- constructors ---------------------------------------------------------------------------------
+
+
+def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") -> BeamWidget:
+    """A live view of a Job of this kernel: its past events at once, then the rest as they come."""
+    vm = ViewModel("live")
+    vm.seed(job.id, job.params.to_dict())
+    w = BeamWidget(vm, LocalImages(job.folder, full_pictures=full_pictures), canceller=job.cancel, throttle=throttle)
+    seen = list(job.history)
+    try:
+        asyncio.get_running_loop()
+        running = True
+    except RuntimeError:
+        running = False
+    if running:
+        w.follow(job.events(start=len(seen)))
+        for e in seen:
+            w.ingest(e)
+        w._mark(PARTS, now=True)
+        w.flush()
+    else:  # no loop here (a script after the job ended): show what happened, statically
+        for e in seen:
+            w.ingest(e)
+        w._dirty |= set(PARTS)
+        w.flush()
+    return w
+
+
+def for_result(result: Any, *, full_pictures: str = "webp") -> BeamWidget:
+    """A static view of a Result (``beamkit.load(folder)``): its events replayed, no loop needed."""
+    vm = ViewModel("loaded")
+    vm.seed(result.job_id, dict(result.config or {}))
+    w = BeamWidget(vm, LocalImages(result.folder, full_pictures=full_pictures))
+    for e in events_of_result(result):
+        w.ingest(e)
+    if not vm.done:
+        vm.finish("interrupted" if result.status in ("running", "interrupted") else result.status)
+    w._dirty |= set(PARTS)
+    w.flush()
+    return w
+
+
+def for_remote(
+    client: Any, job_id: str, *, throttle: float = 0.15, close_client: bool = True, full_pictures: str = "webp"
+) -> BeamWidget:
+    """A live view of a job on a beamkit server, through ``beamkit.client.Client``
+    (``follow`` for the events, ``image`` for pictures, ``cancel`` for the button)."""
+    from .images import RemoteImages
+
+    vm = ViewModel("remote")
+    vm.seed(job_id, {})
+    w = BeamWidget(
+        vm, RemoteImages(client, full_pictures=full_pictures), canceller=lambda: client.cancel(job_id), throttle=throttle
+    )
+
+    def on_end() -> None:
+        if not close_client or not hasattr(client, "close"):
+            return
+
+        async def close_when_idle() -> None:
+            # the last thumbnails and the final best picture still come through the client
+            me = asyncio.current_task()
+            while pending := [t for t in w._tasks if not t.done() and t is not me]:
+                await asyncio.gather(*pending, return_exceptions=True)
+            client.close()
+
+        w._spawn(close_when_idle())
+
+    w._dirty |= set(PARTS)
+    w.follow(client.follow(job_id), on_end=on_end)
+    w.flush()
+    return w
