@@ -306,58 +306,31 @@ def statue(d, x, y, s, p, base) -> None:
     person(d, x, y - 0.2 * s, 0.8 * s, p, base, "statue")
 
 
+# Glyphs by the extra argument they take besides (draw, x, y, size, paint, base colour).
+_PLAIN = {
+    "castle": castle, "house": house, "boat": boat, "robot": robot, "dragon": dragon, "whale": whale, "fish": fish,
+    "owl": owl, "windmill": windmill, "temple": temple, "bridge": bridge, "balloon": balloon, "mushroom": mushroom,
+    "butterfly": butterfly, "campfire": campfire, "tent": tent, "statue": statue,
+}
+_BY_KIND = {
+    **dict.fromkeys(("lighthouse", "tower"), tower),
+    **dict.fromkeys(("tree", "cherry"), tree),
+    **dict.fromkeys(("fox", "cat", "dog", "deer", "wolf", "horse"), quadruped),
+    **dict.fromkeys(("person", "astronaut", "knight"), person),
+    **dict.fromkeys(("moon", "planet"), disc),
+}
+_WITH_RNG = {"birds": birds, "flowers": flowers, "stars": stars_glyph}
+
+
 def draw_subject(kind: str, d: ImageDraw.ImageDraw, x: float, y: float, s: float, p: Paint, base: RGB, rng) -> None:
-    if kind in ("lighthouse", "tower"):
-        tower(d, x, y, s, p, base, kind)
-    elif kind == "castle":
-        castle(d, x, y, s, p, base)
-    elif kind == "house":
-        house(d, x, y, s, p, base)
-    elif kind in ("tree", "cherry"):
-        tree(d, x, y, s, p, base, kind)
-    elif kind == "boat":
-        boat(d, x, y, s, p, base)
-    elif kind == "birds":
-        birds(d, x, y, s, p, base, rng)
-    elif kind in ("fox", "cat", "dog", "deer", "wolf", "horse"):
-        quadruped(d, x, y, s, p, base, kind)
-    elif kind in ("person", "astronaut", "knight"):
-        person(d, x, y, s, p, base, kind)
-    elif kind == "robot":
-        robot(d, x, y, s, p, base)
-    elif kind == "dragon":
-        dragon(d, x, y, s, p, base)
-    elif kind == "whale":
-        whale(d, x, y, s, p, base)
-    elif kind == "fish":
-        fish(d, x, y, s, p, base)
-    elif kind == "owl":
-        owl(d, x, y, s, p, base)
-    elif kind == "flowers":
-        flowers(d, x, y, s, p, base, rng)
-    elif kind in ("moon", "planet"):
-        disc(d, x, y, s, p, base, kind)
-    elif kind == "stars":
-        stars_glyph(d, x, y, s, p, base, rng)
-    elif kind == "windmill":
-        windmill(d, x, y, s, p, base)
-    elif kind == "temple":
-        temple(d, x, y, s, p, base)
-    elif kind == "bridge":
-        bridge(d, x, y, s, p, base)
-    elif kind == "balloon":
-        balloon(d, x, y, s, p, base)
+    args = (d, x, y, s, p, base)
+    if kind in _PLAIN:
+        _PLAIN[kind](*args)
+    elif kind in _BY_KIND:
+        _BY_KIND[kind](*args, kind)
+    elif kind in _WITH_RNG:
+        _WITH_RNG[kind](*args, rng)
     elif kind in ("car", "train"):
-        car(d, x, y, s, p, base, long=kind == "train")
-    elif kind == "mushroom":
-        mushroom(d, x, y, s, p, base)
-    elif kind == "butterfly":
-        butterfly(d, x, y, s, p, base)
-    elif kind == "campfire":
-        campfire(d, x, y, s, p, base)
-    elif kind == "tent":
-        tent(d, x, y, s, p, base)
-    elif kind == "statue":
-        statue(d, x, y, s, p, base)
+        car(*args, long=kind == "train")
     else:  # pragma: no cover - every subject of the vocabulary has a glyph
         d.ellipse([x - 0.2 * s, y - 0.4 * s, x + 0.2 * s, y], fill=p("body", base))
