@@ -5,6 +5,8 @@
     result = await job                        # or: async for event in job.events(): ...
 """
 
+from typing import TYPE_CHECKING
+
 from .api import load, run, search, start
 from .candidate import Candidate
 from .errors import BeamkitError, ErrorCode, InvalidRequest, JobCancelled, NotFound
@@ -15,6 +17,9 @@ from .result import Result
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # the widget needs ipywidgets; only type checkers import it here
+    from .widget.widget import BeamWidget
+
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
     """The Jupyter Server extension (imported only when Jupyter asks, so `import beamkit` stays light)."""
@@ -23,8 +28,7 @@ def _jupyter_server_extension_points() -> list[dict[str, object]]:
     return [{"module": "beamkit.server.extension", "app": BeamkitExtension}]
 
 
-
-def watch(job_id: str, *, url: str | None = None, token: str | None = None, **client_options: object) -> object:
+def watch(job_id: str, *, url: str | None = None, token: str | None = None, **client_options: object) -> "BeamWidget":
     """A live notebook widget for a job on a beamkit server (events through ``beamkit.client``).
 
     Call it in a notebook cell (it needs the running loop); display the returned widget.
