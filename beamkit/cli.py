@@ -42,6 +42,8 @@ def _add_run(sub: Any) -> None:
 
 
 def _add_serve(sub: Any) -> None:
+    from .server.handlers import DEFAULT_MAX_CONNECTIONS
+
     p = sub.add_parser("serve", help="serve the REST and WebSocket API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_number(int, "port"), default=3000)
@@ -49,6 +51,11 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--providers", default="offline", help="default provider set for jobs that name none")
     p.add_argument("--max-jobs", type=_number(int, "max-jobs"), default=4, help="jobs that may run at once")
     p.add_argument("--token", default=None, help="required for a non-loopback host (or BEAMKIT_TOKEN)")
+    p.add_argument("--max-connections", type=_number(int, "max-connections"), default=DEFAULT_MAX_CONNECTIONS,
+                   help=f"WebSockets open at once; more are refused with 429 (default {DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages of ORIGIN (e.g. http://localhost:8888) use the API and WebSocket; repeatable; "
+                        "'*' allows any page")
     p.set_defaults(func=_serve)
 
 
@@ -124,7 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     return serve(
         host=args.host, port=args.port, output=args.output, providers=args.providers,
-        max_jobs=args.max_jobs, token=args.token,
+        max_jobs=args.max_jobs, token=args.token, max_connections=args.max_connections,
+        allow_origins=tuple(args.allow_origin),
     )
 
 

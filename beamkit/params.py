@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, Mapping
 
 from .errors import InvalidRequest
@@ -66,6 +66,8 @@ def _check(field: Field, value: Any) -> Any:
     if field.kind is str:
         if not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a string", name)
+        if not is_text(value):
+            raise InvalidRequest(f"'{name}' is not valid Unicode text (it holds a lone surrogate)", name)
         value = value.strip()
         if len(value) < (field.minimum or 0):
             raise InvalidRequest(f"'{name}' must not be empty", name)
@@ -87,6 +89,34 @@ def _check(field: Field, value: Any) -> Any:
     if field.minimum is not None and value < field.minimum or field.maximum is not None and value > field.maximum:
         raise InvalidRequest(f"'{name}' must be between {_fmt(field.minimum)} and {_fmt(field.maximum)}, got {value}", name)
     return value
+
+
+def is_text(value: str) -> bool:
+    """Whether a string is Unicode text that can be stored and sent as UTF-8. JSON can carry
+    lone surrogates (``"\\ud800"``), which Python decodes into strings that are not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def all_text(value: Any) -> bool:
+    """Whether every string in ``value`` (nested in lists, tuples, dicts and dataclasses) is text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in fields(item))
+    return True
 
 
 def _fmt(x: float | None) -> str:

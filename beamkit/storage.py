@@ -17,8 +17,9 @@ from typing import Any, Iterator
 SESSIONS = "sessions"
 EVENTS_FILE = "events.jsonl"
 METADATA_FILE = "metadata.json"
-JOB_ID_RE = re.compile(r"^job-[A-Za-z0-9_-]{1,64}$")
-IMAGE_ID_RE = re.compile(r"^(job-[A-Za-z0-9_-]{1,64})-iter(\d{1,3})-cand(\d{1,3})\.png$")
+# Used with fullmatch: "$" would also match before a trailing newline, and "\d" any Unicode digit.
+JOB_ID_RE = re.compile(r"job-[A-Za-z0-9_-]{1,64}")
+IMAGE_ID_RE = re.compile(r"(job-[A-Za-z0-9_-]{1,64})-iter([0-9]{1,3})-cand([0-9]{1,3})\.png")
 
 
 def image_file(iteration: int, candidate_id: int) -> str:
@@ -26,7 +27,7 @@ def image_file(iteration: int, candidate_id: int) -> str:
 
 
 def session_folder(output: str | os.PathLike[str], job_id: str) -> Path:
-    if not JOB_ID_RE.match(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     return Path(output) / SESSIONS / job_id
 
@@ -34,7 +35,7 @@ def session_folder(output: str | os.PathLike[str], job_id: str) -> Path:
 def resolve_image(output: str | os.PathLike[str], image_id: str) -> Path | None:
     """The file an imageId names, or None. Only ``{jobId}-iter{i}-cand{c}.png`` resolves,
     and never to anything outside the output folder (symlinks included)."""
-    m = IMAGE_ID_RE.match(image_id)
+    m = IMAGE_ID_RE.fullmatch(image_id)
     if not m:
         return None
     job_id, it, cand = m.group(1), int(m.group(2)), int(m.group(3))
@@ -114,4 +115,4 @@ def list_sessions(output: str | os.PathLike[str]) -> Iterator[Path]:
     root = Path(output) / SESSIONS
     if not root.is_dir():
         return iter(())
-    return (p for p in root.iterdir() if p.is_dir() and JOB_ID_RE.match(p.name))
+    return (p for p in root.iterdir() if p.is_dir() and JOB_ID_RE.fullmatch(p.name))

@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from .. import events as ev
 from ..candidate import HOW, WHAT, Candidate, Dimension, dimension_of, image_id, total_score
 from ..errors import BeamkitError, ErrorCode
-from ..params import JobParams
+from ..params import JobParams, all_text
 from ..providers.base import Limit, ProviderSet, VisionResult
 from ..result import Result
 from ..storage import SessionStore
@@ -53,8 +53,20 @@ class BeamSearch:
     # -- calls -------------------------------------------------------------------------------
 
     async def _call(self, kind: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        timeout = self.providers.call_timeout
         async with self._limiters[kind].slot():
-            return await fn(*args, **kwargs)
+            name = getattr(fn, "__name__", kind)
+            try:
+                async with asyncio.timeout(timeout) as bound:
+                    result = await fn(*args, **kwargs)
+            except TimeoutError:  # ours, or the provider's own: either way the call took too long
+                why = f"took longer than {timeout:g} s" if bound.expired() else "timed out"
+                raise BeamkitError(f"the {kind} call {name} {why}", ErrorCode.TIMEOUT) from None
+        # Text that is not text (a lone surrogate, which JSON can carry) could be neither stored nor sent.
+        if not all_text(result):
+            raise BeamkitError(f"the {kind} call {name} answered with invalid text (a lone surrogate)",
+                               ErrorCode.PROVIDER_ERROR)
+        return result
 
     def _seed(self, *parts: object) -> int:
         return seeds.derive(self.params.seed, *parts)  # type: ignore[arg-type]

@@ -67,6 +67,11 @@ class ProviderOptions:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+#: Seconds one provider call may take before the engine gives up on it (code TIMEOUT). Generous:
+#: a real service that is slow answers well within it; one that hangs costs a candidate, not the job.
+DEFAULT_CALL_TIMEOUT = 300.0
+
+
 @dataclass
 class ProviderSet:
     """The three roles a job needs, plus their per-kind limits and a usage counter."""
@@ -78,6 +83,8 @@ class ProviderSet:
     limits: dict[str, Limit] = field(default_factory=dict)  # keys: "llm", "image", "vision"
     usage: Callable[[], dict[str, Any]] = dict  # token/image counts and cost, per model
     aclose: Callable[[], Any] | None = None
+    #: the longest one call may run (seconds, waiting for a limit's slot not counted); None: no bound
+    call_timeout: float | None = DEFAULT_CALL_TIMEOUT
 
 
 #: A factory builds a fresh ProviderSet for one job.

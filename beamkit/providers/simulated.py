@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from ..candidate import Candidate, Dimension
 from ..errors import BeamkitError, ErrorCode, ProviderError
-from .base import GeneratedImage, Limit, ProviderOptions, ProviderSet, VisionResult
+from .base import DEFAULT_CALL_TIMEOUT, GeneratedImage, Limit, ProviderOptions, ProviderSet, VisionResult
 
 #: (operation, args) -> an error to raise, or None
 FaultHook = Callable[[str, tuple[Any, ...]], BaseException | None]
@@ -52,6 +52,7 @@ class Simulation:
     crash_rate: float = 0.0  # share of calls that raise a plain RuntimeError (a provider bug)
     stall_rate: float = 0.0  # share of calls that hang for stall_seconds
     stall_seconds: float = 3600.0
+    call_timeout: float | None = DEFAULT_CALL_TIMEOUT  # the engine's bound on one call
     fault: FaultHook | None = None
     score: ScoreHook | None = None
     block: BlockHook | None = None
@@ -70,6 +71,7 @@ class Simulation:
             vision=_Vision(self),
             limits=dict(self.limits),
             usage=lambda: {"calls": len(self.calls)},
+            call_timeout=self.call_timeout,
         )
 
     def count(self, op: str) -> int:

@@ -9,7 +9,6 @@ The transport is two callables, so the same class serves both Tornado apps and t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from .. import events as ev
 from ..errors import ErrorCode, NotFound
-from .manager import JobManager, wire
+from .manager import JobManager, from_wire, wire
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,8 @@ Close = Callable[[int, str], None]
 
 #: close code for a client that fell too far behind (RFC 6455: policy violation)
 TOO_SLOW = 1008
+#: close code for a client the server could not write to (RFC 6455: internal error)
+INTERNAL = 1011
 DEFAULT_MAX_QUEUE = 1000
 #: messages handed to the transport before the writer waits for them to be flushed
 BATCH = 32
@@ -174,9 +175,13 @@ class Connection:
                         last = fut
         except asyncio.CancelledError:
             raise
-        except Exception:  # the socket closed under us: its on_close ends the rest
+        except Exception:  # the socket closed under us, or a message could not be sent
             log.debug("beamkit ws writer stopped", exc_info=True)
             self.close()
+            try:  # never leave a peer on an open socket that no longer answers
+                self._close(INTERNAL, "server error")
+            except Exception:
+                log.debug("closing a client after a failed write failed", exc_info=True)
 
     # -- end ------------------------------------------------------------------------------------
 
@@ -205,8 +210,8 @@ def _parse(data: str | bytes) -> dict[str, Any] | str:
     if isinstance(data, bytes):
         return "messages must be JSON text, not binary"
     try:
-        msg = json.loads(data)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = from_wire(data)
+    except (ValueError, RecursionError) as exc:
         return f"malformed JSON: {exc}"
     if not isinstance(msg, dict):
         return "a message must be a JSON object"

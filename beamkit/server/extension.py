@@ -10,6 +10,7 @@ Settings (``jupyter_server_config.py`` or the command line)::
     c.BeamkitExtension.max_jobs = 4
     c.BeamkitExtension.providers = "offline"
     c.BeamkitExtension.max_queue = 1000
+    c.BeamkitExtension.max_connections = 512
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tornado import web, websocket
 from traitlets import Integer, Unicode
 
 from .connection import DEFAULT_MAX_QUEUE
-from .handlers import ROUTES, SocketRoute, close_sockets
+from .handlers import DEFAULT_MAX_CONNECTIONS, ROUTES, SocketRoute, close_sockets
 from .manager import JobManager
 
 AUTH_RESOURCE = "beamkit"
@@ -73,6 +74,7 @@ class BeamkitExtension(ExtensionApp):
     max_jobs = Integer(4, help="Jobs that may run at once; more get 429 RATE_LIMIT.").tag(config=True)
     providers = Unicode("offline", help="Provider set for jobs whose request names none.").tag(config=True)
     max_queue = Integer(DEFAULT_MAX_QUEUE, help="Messages a WebSocket client may fall behind before it is dropped.").tag(config=True)
+    max_connections = Integer(DEFAULT_MAX_CONNECTIONS, help="beamkit WebSockets open at once; more are refused (429).").tag(config=True)
 
     manager: JobManager | None = None
 
@@ -83,7 +85,8 @@ class BeamkitExtension(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.manager = JobManager(self.resolved_output(), max_jobs=self.max_jobs, providers=self.providers)
-        self.settings.update(beamkit_manager=self.manager, beamkit_max_queue=self.max_queue)
+        self.settings.update(beamkit_manager=self.manager, beamkit_max_queue=self.max_queue,
+                             beamkit_max_connections=self.max_connections)
         self.log.info("beamkit: sessions in %s, at most %d jobs at once", self.manager.output, self.max_jobs)
 
     def initialize_handlers(self) -> None:

@@ -21,12 +21,14 @@ from .. import events as ev
 from ..errors import HTTP_STATUS, BeamkitError, ErrorCode, InvalidRequest, NotFound
 from . import openapi, thumbnails
 from .connection import DEFAULT_MAX_QUEUE, Connection
-from .manager import JobManager
+from .manager import JobManager, from_wire
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 MAX_WS_MESSAGE = 64 * 1024
+#: WebSockets open at once; one more is refused (429 RATE_LIMIT) before the upgrade
+DEFAULT_MAX_CONNECTIONS = 512
 API_KEY_HEADER = "X-OpenAI-API-Key"
 CANCEL_WAIT = 5.0
 _STATUS_CODE = {400: ErrorCode.INVALID_REQUEST, 401: ErrorCode.AUTH_ERROR, 403: ErrorCode.AUTH_ERROR, 404: ErrorCode.NOT_FOUND,
@@ -61,8 +63,8 @@ class BeamkitHandler:
         if not body.strip():
             raise InvalidRequest("the request body must be a JSON object")
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return from_wire(body)
+        except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"malformed JSON: {exc}") from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -74,8 +76,16 @@ class BeamkitHandler:
             body = {"error": message or self._reason, "code": _STATUS_CODE.get(status_code, ErrorCode.INTERNAL_ERROR)}  # type: ignore[attr-defined]
         else:
             body = {"error": "internal server error", "code": ErrorCode.INTERNAL_ERROR}
+        if status_code == 405:  # RFC 9110: a 405 says which methods the resource has
+            self.set_header("Allow", ", ".join(self._methods()))  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json; charset=UTF-8")  # type: ignore[attr-defined]
         self.finish(json.dumps(body, ensure_ascii=False))  # type: ignore[attr-defined]
+
+    def _methods(self) -> list[str]:
+        """The HTTP methods this handler implements (not Tornado's 405 defaults)."""
+        cls = type(self)
+        return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+                if getattr(cls, m.lower(), None) is not getattr(web.RequestHandler, m.lower())]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         summary = f"{self.request.method} {scrub(self.request.uri)}"
@@ -155,6 +165,15 @@ class SocketRoute(BeamkitHandler):
     @property
     def max_message_size(self) -> int:
         return MAX_WS_MESSAGE
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Checked before the upgrade, after authentication. Nothing awaits between here and
+        # open(), which counts the socket in, so concurrent upgrades cannot overshoot.
+        limit = self.settings.get("beamkit_max_connections", DEFAULT_MAX_CONNECTIONS)
+        if len(self.settings.get("beamkit_sockets", ())) >= limit:
+            raise BeamkitError(f"{limit} WebSocket connections are open, the most this server allows; "
+                               "try again when one closes", ErrorCode.RATE_LIMIT, maxConnections=limit)
+        await super().get(*args, **kwargs)  # type: ignore[misc]
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         self.conn = Connection(

@@ -21,7 +21,7 @@ from .. import events as ev
 from .. import storage
 from ..errors import BeamkitError, ErrorCode, NotFound
 from ..job import Job
-from ..params import validate
+from ..params import all_text, validate
 from ..providers import registry
 from ..result import load as load_result
 
@@ -36,6 +36,19 @@ INTERRUPTED_MESSAGE = "the server stopped before this job finished"
 def wire(event: dict[str, Any]) -> str:
     """An event as sent on a WebSocket: the same text that ``events.jsonl`` holds."""
     return json.dumps(event, ensure_ascii=False)
+
+
+def from_wire(data: str | bytes) -> Any:
+    """A client's JSON (a REST body, a WebSocket message) as Python values.
+
+    Raises ValueError (or RecursionError) for anything that is not JSON text, including JSON
+    whose strings are not text: ``"\\ud800"`` is valid JSON but decodes to a lone surrogate,
+    which could be neither stored, nor logged, nor sent back in an answer.
+    """
+    value = json.loads(data)
+    if not all_text(value):
+        raise ValueError("a string holds a lone UTF-16 surrogate, which is not text")
+    return value
 
 
 @dataclass

@@ -3,6 +3,9 @@
 
 It binds 127.0.0.1 unless told otherwise; any other address needs a token, which every
 request must then carry (``Authorization: Bearer T`` or ``?token=T``), or get 401.
+
+Web pages of other origins may neither open its WebSocket nor POST to it (403), unless their
+origin is listed (``--allow-origin``); listed origins also get CORS headers for the REST API.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ import os
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from tornado import httpserver, log as tornado_log, netutil, web, websocket
 
 from ..errors import BeamkitError, ErrorCode, NotFound
 from .connection import DEFAULT_MAX_QUEUE
-from .handlers import MAX_BODY, ROUTES, BeamkitHandler, SocketRoute, close_sockets, scrub
+from .handlers import API_KEY_HEADER, DEFAULT_MAX_CONNECTIONS, MAX_BODY, ROUTES, BeamkitHandler, SocketRoute, close_sockets, scrub
 from .manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -41,13 +45,44 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _listed(settings: dict[str, Any], origin: str) -> bool:
+    allowed = settings.get("beamkit_allow_origins", ())
+    return "*" in allowed or origin in allowed
+
+
+def _same_origin(origin: str, host_header: str) -> bool:
+    try:
+        return urlsplit(origin).netloc.lower() == host_header.lower()
+    except ValueError:
+        return False
+
+
 class TokenAuth:
-    """Checks the token (when the server has one) before any route runs, the WebSocket's included."""
+    """Checks the token (when the server has one) before any route runs, the WebSocket's included,
+    and refuses state-changing requests from web pages of origins that are not allowed."""
 
     settings: dict[str, Any]
     request: Any
 
+    def set_default_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin and _listed(self.settings, origin):  # CORS, for the origins allowed by --allow-origin
+            self.set_header("Access-Control-Allow-Origin", origin)  # type: ignore[attr-defined]
+            self.set_header("Vary", "Origin")  # type: ignore[attr-defined]
+
+    def options(self, *args: Any) -> None:
+        """A CORS preflight: browsers send it without credentials, and it reveals nothing."""
+        origin = self.request.headers.get("Origin")
+        if origin and _listed(self.settings, origin):
+            self.set_header("Access-Control-Allow-Methods", "GET, POST")  # type: ignore[attr-defined]
+            self.set_header("Access-Control-Allow-Headers", f"Authorization, Content-Type, {API_KEY_HEADER}")  # type: ignore[attr-defined]
+            self.set_header("Access-Control-Max-Age", "600")  # type: ignore[attr-defined]
+        self.set_status(204)  # type: ignore[attr-defined]
+        self.finish()  # type: ignore[attr-defined]
+
     def prepare(self) -> Any:
+        if self.request.method == "OPTIONS":
+            return super().prepare()  # type: ignore[misc]
         token = self.settings.get("beamkit_token")
         if token:
             given = self.get_query_argument("token", None) or _header_token(self.request.headers.get("Authorization", ""))  # type: ignore[attr-defined]
@@ -57,6 +92,13 @@ class TokenAuth:
             # Without a token the server is bound to loopback: a foreign Host header means a
             # rebound DNS name pointing a web page at this server.
             raise web.HTTPError(403, "this server answers only to localhost names; host %s is not one", self.request.host)
+        origin = self.request.headers.get("Origin")
+        if (self.request.method not in ("GET", "HEAD") and origin is not None
+                and not _same_origin(origin, self.request.host) and not _listed(self.settings, origin)):
+            # A page of another site may send a "simple" POST without asking first: refuse it here.
+            # (The WebSocket upgrade is a GET; check_origin guards it.)
+            raise web.HTTPError(403, "requests from pages of %s are refused; start the server with --allow-origin %s "
+                                "to allow them", origin, origin)
         return super().prepare()  # type: ignore[misc]
 
 
@@ -74,8 +116,7 @@ def _host_is_loopback(host_header: str) -> bool:
 
 class _Socket(SocketRoute, TokenAuth, websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
-        allowed = self.settings.get("beamkit_allow_origins", ())
-        return "*" in allowed or origin in allowed or super().check_origin(origin)
+        return _listed(self.settings, origin) or _same_origin(origin, self.request.host)
 
 
 class _NotFound(BeamkitHandler, web.RequestHandler):
@@ -104,7 +145,8 @@ def make_app(
     ping_interval: float = PING_INTERVAL,
     ping_timeout: float = PING_TIMEOUT,
     max_queue: int = DEFAULT_MAX_QUEUE,
-    allow_origins: tuple[str, ...] = (),
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    allow_origins: tuple[str, ...] | list[str] = (),
 ) -> web.Application:
     """The standalone Tornado application around ``manager``."""
     handlers: list[tuple[str, type]] = [(f"/{path}", _bind(route)) for path, route in ROUTES]
@@ -114,7 +156,8 @@ def make_app(
         beamkit_manager=manager,
         beamkit_token=token,
         beamkit_max_queue=max_queue,
-        beamkit_allow_origins=tuple(allow_origins),
+        beamkit_max_connections=max_connections,
+        beamkit_allow_origins=tuple(o.rstrip("/") for o in allow_origins),  # browsers send no trailing slash
         websocket_ping_interval=ping_interval,
         websocket_ping_timeout=ping_timeout,
         default_handler_class=_NotFound,
@@ -168,22 +211,28 @@ def serve(
     providers: str = "offline",
     max_jobs: int = 4,
     token: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    allow_origins: tuple[str, ...] | list[str] = (),
 ) -> int:
     """Run until SIGINT/SIGTERM; returns the exit status. Called by ``beamkit serve``."""
     token = token or os.environ.get(TOKEN_ENV) or None
     problem = check_bind(host, token)
     if problem is None and max_jobs < 1:
         problem = "--max-jobs must be at least 1"
+    if problem is None and max_connections < 1:
+        problem = "--max-connections must be at least 1"
     if problem:
         print(f"beamkit serve: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_main(host, port, output, providers, max_jobs, token))
+    app_options = {"token": token, "max_connections": max_connections, "allow_origins": tuple(allow_origins)}
+    return asyncio.run(_main(host, port, output, providers, max_jobs, app_options))
 
 
-async def _main(host: str, port: int, output: str, providers: str, max_jobs: int, token: str | None) -> int:
+async def _main(host: str, port: int, output: str, providers: str, max_jobs: int, app_options: dict[str, Any]) -> int:
     manager = JobManager(output, max_jobs=max_jobs, providers=providers)
-    server = Server(manager, host, port, token=token)
+    server = Server(manager, host, port, **app_options)
+    token = app_options.get("token")
     try:
         await server.start()
     except OSError as exc:

@@ -18,7 +18,8 @@ def parse_size(raw: str | None) -> int | None:
     if raw is None:
         return None
     text = raw.strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_SIZE:
+    # ASCII digits only ("²".isdigit() is true) and few of them (int() refuses thousands of digits).
+    if not (0 < len(text) <= 8 and text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_SIZE:
         raise InvalidRequest(f"'size' must be an integer between 1 and {MAX_SIZE}, got {raw!r}", "size")
     return int(text)
 
