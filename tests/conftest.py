@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 import pytest_asyncio
-from server_helpers import Gate, Providers, Running, start_server
+from server_helpers import Providers, Running, register_providers, start_server, unregister_providers
 
-from beamkit.providers import register, unregister
-from beamkit.providers.base import ProviderOptions, ProviderSet
-from beamkit.providers.simulated import Simulation
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -23,25 +19,10 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def providers() -> Any:
-    name = f"sim-{uuid.uuid4().hex[:8]}"
-    sim = Simulation(name=name)
-    gate = Gate()
-    p = Providers(name, sim, f"{name}-gated", gate)
-
-    def plain(options: ProviderOptions) -> ProviderSet:
-        p.settings_seen.append(dict(options.settings))
-        return sim.factory(options)
-
-    def gated(options: ProviderOptions) -> ProviderSet:
-        s = plain(options)
-        s.image = gate.wrap(s.image)
-        return s
-
-    register(p.name, plain)
-    register(p.gated, gated)
+    """A simulated provider set and its gated twin (image calls held until ``gate.open()``)."""
+    p = register_providers()
     yield p
-    unregister(p.name)
-    unregister(p.gated)
+    unregister_providers(p)
 
 
 # -- a standalone server -----------------------------------------------------------------------

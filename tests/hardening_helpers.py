@@ -13,17 +13,13 @@ import http.client
 import json
 import os
 import threading
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
-from server_helpers import Gate, Providers, Running, start_server
+from server_helpers import Providers, Running, register_providers, start_server, unregister_providers
 
-from beamkit.providers import register, unregister
-from beamkit.providers.base import ProviderOptions, ProviderSet
-from beamkit.providers.simulated import Simulation
 
 T = TypeVar("T")
 
@@ -57,33 +53,6 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(30)
         self.loop.close()
-
-
-def register_providers(sim: Simulation | None = None) -> Providers:
-    """A simulated provider set and its gated twin (image calls held until ``gate.open()``)."""
-    name = f"hsim-{uuid.uuid4().hex[:8]}"
-    sim = sim or Simulation()
-    sim.name = name
-    gate = Gate()
-    p = Providers(name, sim, f"{name}-gated", gate)
-
-    def plain(options: ProviderOptions) -> ProviderSet:
-        p.settings_seen.append(dict(options.settings))
-        return sim.factory(options)
-
-    def gated(options: ProviderOptions) -> ProviderSet:
-        s = plain(options)
-        s.image = gate.wrap(s.image)
-        return s
-
-    register(p.name, plain)
-    register(p.gated, gated)
-    return p
-
-
-def unregister_providers(p: Providers) -> None:
-    unregister(p.name)
-    unregister(p.gated)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from beamkit.providers.base import GeneratedImage
+from beamkit.providers import register, unregister
+from beamkit.providers.base import GeneratedImage, ProviderOptions, ProviderSet
 from beamkit.providers.simulated import Simulation
 from beamkit.server.manager import JobManager
 from beamkit.server.standalone import Server
@@ -190,3 +192,30 @@ class RawSocket:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def register_providers(sim: Simulation | None = None, prefix: str = "sim") -> Providers:
+    """A simulated provider set and its gated twin (image calls held until ``gate.open()``)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    sim = sim or Simulation()
+    sim.name = name
+    gate = Gate()
+    p = Providers(name, sim, f"{name}-gated", gate)
+
+    def plain(options: ProviderOptions) -> ProviderSet:
+        p.settings_seen.append(dict(options.settings))
+        return sim.factory(options)
+
+    def gated(options: ProviderOptions) -> ProviderSet:
+        s = plain(options)
+        s.image = gate.wrap(s.image)
+        return s
+
+    register(p.name, plain)
+    register(p.gated, gated)
+    return p
+
+
+def unregister_providers(p: Providers) -> None:
+    unregister(p.name)
+    unregister(p.gated)
