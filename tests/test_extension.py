@@ -27,7 +27,8 @@ ROUTES = [("GET", "health"), ("POST", "api/beam-search"), ("GET", "api/job/job-a
 def jp_server_config(tmp_path, providers):
     return {
         "ServerApp": {"jpserver_extensions": {"beamkit": True}},
-        "BeamkitExtension": {"output_dir": str(tmp_path / "sessions-out"), "providers": providers.name, "max_jobs": 2},
+        "BeamkitExtension": {"output_dir": str(tmp_path / "sessions-out"), "providers": providers.name, "max_jobs": 2,
+                             "provider_settings": {providers.name: {"llm_model": "from-traitlets", "api_key": "sk-config"}}},
     }
 
 
@@ -82,6 +83,20 @@ async def test_rest_and_websocket_under_the_base_url(jp_fetch, jp_ws_fetch, jp_s
     code, doc = await fetch_json(jp_fetch, "api", "openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.")
     assert (tmp_path / "sessions-out" / "sessions" / job_id / "events.jsonl").exists()
+
+
+async def test_provider_settings_come_from_traitlets_and_a_request_key_wins(jp_fetch, jp_ws_fetch, providers):
+    code, body = await fetch_json(jp_fetch, "api", "beam-search", method="POST", body={"prompt": "a kite", **SMALL})
+    assert code == 200
+    await follow(jp_ws_fetch, body["jobId"])
+    code, body = await fetch_json(jp_fetch, "api", "beam-search", method="POST", body={"prompt": "a kite", **SMALL},
+                                  headers={"X-OpenAI-API-Key": "sk-request"})
+    assert code == 200
+    await follow(jp_ws_fetch, body["jobId"])
+    assert providers.settings_seen == [
+        {"llm_model": "from-traitlets", "api_key": "sk-config"},
+        {"llm_model": "from-traitlets", "api_key": "sk-request"},
+    ]
 
 
 async def test_errors_have_the_same_bodies(jp_fetch):

@@ -11,6 +11,7 @@ Settings (``jupyter_server_config.py`` or the command line)::
     c.BeamkitExtension.providers = "offline"
     c.BeamkitExtension.max_queue = 1000
     c.BeamkitExtension.max_connections = 512
+    c.BeamkitExtension.provider_settings = {"openai": {"llm_model": "gpt-4o-mini", "base_url": "http://127.0.0.1:8000/v1"}}
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web, websocket
-from traitlets import Integer, Unicode
+from traitlets import Dict, Integer, Unicode
 
 from .connection import DEFAULT_MAX_QUEUE
 from .handlers import DEFAULT_MAX_CONNECTIONS, ROUTES, SocketRoute, close_sockets
@@ -76,6 +77,11 @@ class BeamkitExtension(ExtensionApp):
     max_queue = Integer(DEFAULT_MAX_QUEUE, help="Messages a WebSocket client may fall behind before it is dropped.").tag(config=True)
     max_connections = Integer(DEFAULT_MAX_CONNECTIONS, help="beamkit WebSockets open at once; more are refused (429).").tag(config=True)
 
+    provider_settings = Dict(
+        help="Settings for each provider set, by its name, e.g. {'openai': {'llm_model': ..., 'base_url': ..., "
+        "'limits': {'image': {'per_minute': 5}}}}. A key given per request (X-OpenAI-API-Key) wins over one set here.",
+    ).tag(config=True)
+
     manager: JobManager | None = None
 
     def resolved_output(self) -> str:
@@ -84,7 +90,8 @@ class BeamkitExtension(ExtensionApp):
         return os.path.join(self.serverapp.root_dir, self.output_dir)
 
     def initialize_settings(self) -> None:
-        self.manager = JobManager(self.resolved_output(), max_jobs=self.max_jobs, providers=self.providers)
+        self.manager = JobManager(self.resolved_output(), max_jobs=self.max_jobs, providers=self.providers,
+                                  provider_settings=self.provider_settings)
         self.settings.update(beamkit_manager=self.manager, beamkit_max_queue=self.max_queue,
                              beamkit_max_connections=self.max_connections)
         self.log.info("beamkit: sessions in %s, at most %d jobs at once", self.manager.output, self.max_jobs)

@@ -92,6 +92,7 @@ class JobManager:
         *,
         max_jobs: int = 4,
         providers: str = "offline",
+        provider_settings: dict[str, dict[str, Any]] | None = None,
         replay_cache: int = 16,
     ) -> None:
         if max_jobs < 1:
@@ -99,6 +100,8 @@ class JobManager:
         self.output = Path(output)
         self.max_jobs = max_jobs
         self.default_providers = providers
+        #: settings for each provider set, by its name (models, base URL, limits); a request's own win
+        self.provider_settings = dict(provider_settings or {})
         self._live: dict[str, Feed] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._summaries: dict[str, dict[str, Any]] = {}  # finished jobs, read once
@@ -126,7 +129,8 @@ class JobManager:
                 ErrorCode.RATE_LIMIT,
                 maxJobs=self.max_jobs,
             )
-        job = Job(params, self.output, provider_settings=provider_settings)
+        settings = {**self.provider_settings.get(params.providers, {}), **(provider_settings or {})}
+        job = Job(params, self.output, provider_settings=settings or None)
         feed = Feed(job, ev.timestamp())
         job.add_listener(feed.publish)
         self._live[job.id] = feed
