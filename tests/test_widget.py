@@ -25,6 +25,8 @@ from beamkit.widget.chart import line_chart, score_chart
 from beamkit.widget.images import THUMB_SIZE, make_thumbnail, sniff_format
 from beamkit.widget.measure import count_comms, measure_job
 
+from openai_server import openai_server  # noqa: F401 - the fixture
+
 _names = itertools.count()
 
 
@@ -168,6 +170,115 @@ def test_view_model_marks_failures_with_their_reason() -> None:
     assert vm.status == "cancelled" and vm.live_row()["status"] == "stopped"
 
 
+# -- usage and cost ------------------------------------------------------------------------------
+
+#: a ``complete`` event's usage as the openai set records it (beamkit.providers.openai.pricing)
+OPENAI_USAGE = {
+    "models": {
+        "gpt-4o-mini": {"inputTokens": 41230, "outputTokens": 9120, "images": 0, "calls": 66, "cost": 0.011657},
+        "gpt-image-1-mini": {"inputTokens": 1890, "outputTokens": 0, "images": 27, "calls": 27, "cost": 0.148},
+        "gpt-4o-mini-vision": {"inputTokens": 30000, "outputTokens": 2400, "images": 0, "calls": 27, "cost": 0.009943},
+    },
+    "totalCost": 0.1696,
+    "currency": "USD",
+    "unpriced": [],
+}
+
+
+def _finished(vm: ViewModel, usage: Any, providers: str = "openai") -> set[str]:
+    vm.apply({"type": "started", "jobId": "job-u", "config": {"prompt": "p", "N": 1, "M": 1, "iterations": 1, "providers": providers}})
+    return vm.apply({"type": "complete", "jobId": "job-u", "result": {"bestCandidate": None, "duration": 10, "usage": usage}})
+
+
+def test_usage_of_a_recorded_openai_complete_event() -> None:
+    vm = ViewModel()
+    assert vm.usage() is None  # nothing before the job ends
+    assert "usage" in _finished(vm, OPENAI_USAGE)
+    u = vm.usage()
+    assert u is not None
+    assert u["calls"] == 120 and u["inputTokens"] == 73120 and u["outputTokens"] == 11520 and u["images"] == 27
+    assert u["cost"] == 0.1696 and u["currency"] == "USD" and u["costText"] == "$0.1696"
+    assert [m["model"] for m in u["models"]] == list(OPENAI_USAGE["models"])
+    assert u["models"][1] == {"model": "gpt-image-1-mini", "calls": 27, "inputTokens": 1890, "outputTokens": 0, "images": 27, "cost": 0.148}
+    assert vm.snapshot()["usage"] == u
+    json.dumps(u)
+
+    # a model the price table does not know is named, not counted as free
+    vm2 = ViewModel()
+    _finished(vm2, {**OPENAI_USAGE, "totalCost": 0.0117, "unpriced": ["judge-x"]})
+    assert vm2.usage()["costText"] == "$0.0117 + unpriced judge-x"
+
+
+def test_usage_of_other_shapes() -> None:
+    free = {"models": {"offline-llm": {"inputTokens": 0, "outputTokens": 0, "images": 0, "calls": 5, "cost": 0.0}},
+            "totalCost": 0.0, "currency": "USD", "unpriced": []}
+    vm = ViewModel()
+    _finished(vm, free, providers="offline")
+    assert vm.usage()["costText"] == "free (offline)" and vm.usage()["calls"] == 5
+    for shape, expected in (({"calls": 7}, {"calls": 7, "models": []}), ({}, None), (None, None), ({"calls": 0}, None)):
+        vm = ViewModel()
+        changed = _finished(vm, shape, providers="sim")
+        assert vm.usage() == expected, shape
+        assert ("usage" in changed) == bool(shape)
+
+
+@pytest.mark.asyncio
+async def test_live_offline_job_shows_its_usage(tmp_path: Path) -> None:
+    job = beamkit.start("a lighthouse", providers="offline", output=tmp_path, N=2, M=1, iterations=2, seed=1)
+    w = view(job)
+    assert w.usage is None  # shown once the job has ended
+    result = await job
+    await w.settled()
+    u = w.usage
+    assert u == w.view_model.usage() and w.view_model.usage_data == result.usage
+    assert u["costText"] == "free (offline)" and u["cost"] == 0.0
+    assert u["images"] == 4 and u["calls"] == sum(m["calls"] for m in result.usage["models"].values()) > 4
+    assert {m["model"] for m in u["models"]} == {"offline-llm", "offline-painter", "offline-vision"}
+
+    # (b) the same session loaded from disk: from its events.jsonl, or from metadata.json alone
+    loaded = view(beamkit.load(job.folder))
+    assert loaded.usage == u
+    (job.folder / storage.EVENTS_FILE).unlink()
+    assert view(beamkit.load(job.folder)).usage == u
+
+
+@pytest.mark.asyncio
+async def test_openai_job_shows_tokens_and_cost(tmp_path: Path, openai_server: Any) -> None:
+    from openai_server import TEST_KEY
+
+    settings = {"api_key": TEST_KEY, "base_url": openai_server.base_url, "max_retries": 1,
+                "limits": {"image": {"concurrency": 4, "per_minute": 0}}}
+    job = beamkit.start("a red fox in snow", providers="openai", output=tmp_path, N=2, M=1, iterations=2, seed=1,
+                        provider_settings=settings)
+    w = view(job)
+    result = await job
+    await w.settled()
+    usage = result.usage
+    assert usage["totalCost"] > 0
+    u = w.usage
+    assert u["costText"] == f"${usage['totalCost']:.4f}" and u["cost"] == usage["totalCost"]
+    assert u["calls"] == sum(m["calls"] for m in usage["models"].values())
+    assert u["inputTokens"] == sum(m["inputTokens"] for m in usage["models"].values()) > 0
+    assert u["outputTokens"] == sum(m["outputTokens"] for m in usage["models"].values()) > 0
+    assert u["images"] == 4
+    assert {m["model"]: m["cost"] for m in u["models"]} == {k: m["cost"] for k, m in usage["models"].items()}
+    assert view(beamkit.load(job.folder)).usage == u
+
+
+@pytest.mark.asyncio
+async def test_loaded_stopped_session_shows_usage_from_metadata(tmp_path: Path) -> None:
+    job = beamkit.start("stopped", providers=sim_set(image_latency=0.05), output=tmp_path, N=4, iterations=10, seed=1)
+    while not any(e["type"] == "iteration" and e.get("status") == "completed" for e in job.history):
+        await asyncio.sleep(0.02)
+    job.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await job
+    meta = json.loads((job.folder / storage.METADATA_FILE).read_text())
+    w = view(beamkit.load(job.folder))
+    assert w.header["status"] == "cancelled"
+    assert w.usage == {"calls": meta["usage"]["calls"], "models": []} and meta["usage"]["calls"] > 0
+
+
 # -- thumbnails and the chart ------------------------------------------------------------------------
 
 
@@ -245,6 +356,8 @@ async def test_cancel_button_cancels_the_job(tmp_path: Path) -> None:
     assert not w.cancellable
     assert w.progress["done"] < 12 * 20
     assert w.live_row is not None and w.live_row["status"] == "stopped"
+    # no complete event, but what the job used so far is still shown
+    assert job.result.usage["calls"] > 0 and w.usage == {"calls": job.result.usage["calls"], "models": []}
 
 
 @pytest.mark.asyncio
@@ -448,6 +561,9 @@ async def test_watch_a_job_on_a_server(tmp_path: Path) -> None:
         assert w.best["total"] == best["totalScore"]
         assert Image.open(io.BytesIO(w.best_image)).size == (512, 512)
         assert [s["key"] for s in w.best["lineage"]] == [f"{x['iteration']}-{x['candidateId']}" for x in best["lineage"]]
+        # the simulated set only counts calls: the usage line says just that
+        assert info["result"]["usage"]["calls"] > 0
+        assert w.usage == {"calls": info["result"]["usage"]["calls"], "models": []}
     finally:
         await server.stop()
 

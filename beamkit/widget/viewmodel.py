@@ -14,6 +14,7 @@ Parts (each a JSON-ready value; see ``snapshot``):
 ``beam``     keys of the current beam (``"i-c"``), best first
 ``best``     best so far: scores, WHAT / HOW / combined prompts, lineage back to iteration 0
 ``chart``    best and mean total score per iteration
+``usage``    what the job's providers used and cost (calls, tokens, images, cost, per model), or None
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Iterator
 from .. import events as ev
 
 Key = tuple[int, int]
-PARTS = ("header", "progress", "rows", "live_row", "beam", "best", "chart")
+PARTS = ("header", "progress", "rows", "live_row", "beam", "best", "chart", "usage")
 TERMINAL_STATUSES = frozenset({"completed", "error", "cancelled", "interrupted"})
 
 
@@ -35,6 +36,10 @@ def _ref(d: dict[str, Any] | None) -> Key | None:
     if not d:
         return None
     return (int(d["iteration"]), int(d["candidateId"]))
+
+
+def _num(v: Any) -> int | float:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
 
 def _rank(c: dict[str, Any]) -> tuple[float, int, int]:
@@ -60,6 +65,8 @@ class ViewModel:
         self.beams: dict[int, list[Key]] = {}
         self.current_iteration: int | None = None
         self.final_best: Key | None = None
+        #: the provider set's usage dict, as the ``complete`` event (or metadata.json) has it
+        self.usage_data: dict[str, Any] = {}
         self.events_seen = 0
 
     # -- input -----------------------------------------------------------------------------------
@@ -68,6 +75,13 @@ class ViewModel:
         """What is known before the first event (a live job's parameters)."""
         self.job_id = job_id
         self.config = dict(config)
+
+    def set_usage(self, usage: dict[str, Any] | None) -> set[str]:
+        """The job's usage from elsewhere than a ``complete`` event (metadata.json, a cancelled job)."""
+        if not usage or usage == self.usage_data:
+            return set()
+        self.usage_data = dict(usage)
+        return {"usage"}
 
     def apply(self, e: dict[str, Any]) -> set[str]:
         """Take one event; return the parts of the view it changed."""
@@ -91,7 +105,7 @@ class ViewModel:
             best = result.get("bestCandidate")
             if best and best.get("iteration") is not None:
                 self.final_best = (best["iteration"], best["candidateId"])
-            return {"header", "progress", "best", "live_row"}
+            return {"header", "progress", "best", "live_row"} | self.set_usage(result.get("usage"))
         if kind == ev.ERROR:
             self.error = dict(e.get("error") or {})
             self.status = "cancelled" if self.error.get("code") == "CANCELLED" else "error"
@@ -253,6 +267,40 @@ class ViewModel:
             "dimension": row["dimension"] if row else None,
             "operation": row["operation"] if row else None,
         }
+
+    def usage(self) -> dict[str, Any] | None:
+        """A summary of ``usage_data`` for the usage line: totals, the cost as text, one row per model.
+
+        The openai and offline sets give ``{"models": {name: {...}}, "totalCost", "currency"}``;
+        a set that only counts (the simulated one) gives ``{"calls": n}``: then only calls are shown.
+        """
+        u = self.usage_data
+        if not u:
+            return None
+        models = u.get("models") if isinstance(u.get("models"), dict) else {}
+        rows = [
+            {"model": str(name), **{k: _num(m.get(k)) for k in ("calls", "inputTokens", "outputTokens", "images", "cost")}}
+            for name, m in models.items()
+            if isinstance(m, dict)
+        ]
+        out: dict[str, Any] = {"calls": sum(r["calls"] for r in rows) if rows else _num(u.get("calls")), "models": rows}
+        if rows:
+            for k in ("inputTokens", "outputTokens", "images"):
+                out[k] = sum(r[k] for r in rows)
+        if isinstance(u.get("totalCost"), (int, float)):
+            cost, currency = float(u["totalCost"]), str(u.get("currency") or "USD")
+            unpriced = [str(m) for m in u.get("unpriced") or []]
+            if cost == 0 and not unpriced:
+                provider = self.config.get("providers")
+                text = f"free ({provider})" if isinstance(provider, str) and provider else "free"
+            else:
+                text = f"${cost:.4f}" if currency == "USD" else f"{cost:.4f} {currency}"
+                if unpriced:
+                    text += " + unpriced " + ", ".join(unpriced)
+            out.update(cost=cost, currency=currency, costText=text, unpriced=unpriced)
+        if not out["calls"] and "cost" not in out:
+            return None  # nothing to say
+        return out
 
     def _card(self, key: Key, beam: set[Key] | None) -> dict[str, Any]:
         c = self.candidates[key]

@@ -61,6 +61,7 @@ class BeamWidget(anywidget.AnyWidget):
     best_image_key = traitlets.Unicode("").tag(sync=True)
     best_image_format = traitlets.Unicode("png").tag(sync=True)
     chart_svg = traitlets.Unicode("").tag(sync=True)
+    usage = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
     thumbs = traitlets.Dict().tag(sync=True, **ipywidgets.widget_serialization)
     selected = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
     selected_image = traitlets.Bytes(b"").tag(sync=True)
@@ -382,13 +383,18 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
     vm.seed(job.id, job.params.to_dict())
     w = BeamWidget(vm, LocalImages(job.folder, full_pictures=full_pictures), canceller=job.cancel, throttle=throttle)
     seen = list(job.history)
+
+    def usage_at_end() -> None:
+        # a cancelled or failed job's usage is on its Result, not in its error event
+        w._mark(vm.set_usage(getattr(job.result, "usage", None)), now=True)
+
     try:
         asyncio.get_running_loop()
         running = True
     except RuntimeError:
         running = False
     if running:
-        w.follow(job.events(start=len(seen)))
+        w.follow(job.events(start=len(seen)), on_end=usage_at_end)
         for e in seen:
             w.ingest(e)
         w._mark(PARTS, now=True)
@@ -396,6 +402,8 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
     else:  # no loop here (a script after the job ended): show what happened, statically
         for e in seen:
             w.ingest(e)
+        if vm.done:
+            vm.set_usage(getattr(job.result, "usage", None))
         w._dirty |= set(PARTS)
         w.flush()
     return w
@@ -408,6 +416,7 @@ def for_result(result: Any, *, full_pictures: str = "webp") -> BeamWidget:
     w = BeamWidget(vm, LocalImages(result.folder, full_pictures=full_pictures))
     for e in events_of_result(result):
         w.ingest(e)
+    vm.set_usage(result.usage)  # metadata.json's, written at each iteration's end: also for a stopped job
     if not vm.done:
         vm.finish("interrupted" if result.status in ("running", "interrupted") else result.status)
     w._dirty |= set(PARTS)

@@ -1,6 +1,7 @@
 // beamkit widget front end (anywidget ESM). It renders what the kernel's view model sends:
 // header, progress, rows (finished iterations), live_row, beam, best (+ best_image),
-// chart_svg, thumbs (references to one small model per thumbnail), selected (+ image).
+// chart_svg, usage (calls, tokens, images, cost), thumbs (references to one small model per
+// thumbnail), selected (+ image).
 // It never computes scores or rankings itself.
 
 const THUMB_URLS = new Map(); // thumbnail model id -> Promise<object URL>, shared by all views
@@ -54,6 +55,7 @@ function render({ model, el }) {
   el.appendChild(root);
   const headerEl = h("div", { class: "bk-header" });
   const progressEl = h("div", { class: "bk-progress" });
+  const usageEl = h("div", { class: "bk-usage", hidden: true });
   const rowsEl = h("div", { class: "bk-rows" });
   const bestEl = h("div", { class: "bk-best" });
   const chartEl = h("div", { class: "bk-chart-box" });
@@ -61,6 +63,7 @@ function render({ model, el }) {
   root.append(
     headerEl,
     progressEl,
+    usageEl,
     h("div", { class: "bk-main" }, rowsEl, h("div", { class: "bk-side" }, bestEl, chartEl)),
     detailEl,
   );
@@ -162,6 +165,42 @@ function render({ model, el }) {
       ),
       h("div", { class: "bk-progress-text" }, bits.join(" · ")),
     );
+  }
+
+  // -- usage and cost (once the job has ended) ------------------------------------------
+  function drawUsage() {
+    const u = model.get("usage");
+    if (!u) {
+      usageEl.hidden = true;
+      usageEl.replaceChildren();
+      return;
+    }
+    usageEl.hidden = false;
+    const n = (x) => Number(x || 0).toLocaleString("en-US");
+    const bits = [`${n(u.calls)} call${u.calls === 1 ? "" : "s"}`];
+    if (u.inputTokens || u.outputTokens) bits.push(`${n(u.inputTokens)} tokens in / ${n(u.outputTokens)} out`);
+    if (u.images !== undefined) bits.push(`${n(u.images)} image${u.images === 1 ? "" : "s"}`);
+    const line = [h("b", {}, "Usage"), " · ", bits.join(" · ")];
+    if (u.costText) line.push(" · ", h("span", { class: "bk-cost", title: "cost of the provider calls" }, u.costText));
+    const models = u.models || [];
+    if (!models.length) {
+      usageEl.replaceChildren(h("div", { class: "bk-usage-line" }, line));
+      return;
+    }
+    const money = (x) => (u.currency === "USD" ? `$${Number(x || 0).toFixed(4)}` : `${Number(x || 0).toFixed(4)} ${u.currency || ""}`);
+    const cols = ["model", "calls", "tokens in", "tokens out", "images", "cost"];
+    const table = h(
+      "table",
+      { class: "bk-usage-table" },
+      h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
+      h("tbody", {}, models.map((m) =>
+        h("tr", { "data-model": m.model },
+          h("td", {}, m.model), h("td", {}, n(m.calls)), h("td", {}, n(m.inputTokens)),
+          h("td", {}, n(m.outputTokens)), h("td", {}, n(m.images)),
+          h("td", {}, (u.unpriced || []).includes(m.model) ? "unpriced" : money(m.cost))))),
+    );
+    const open = usageEl.querySelector("details")?.open || false; // keep it as the user left it
+    usageEl.replaceChildren(h("details", { open }, h("summary", { class: "bk-usage-line" }, line), table));
   }
 
   // -- rows of cards --------------------------------------------------------------------
@@ -345,6 +384,7 @@ function render({ model, el }) {
     best_image: [drawBest],
     best_image_key: [drawBest],
     chart_svg: [drawChart],
+    usage: [drawUsage],
     selected: [drawDetail],
     selected_image: [drawDetail],
   };
@@ -371,7 +411,7 @@ function render({ model, el }) {
     model.on(`change:${name}`, cb);
     handlers.push([`change:${name}`, cb]);
   }
-  [drawHeader, drawProgress, drawRows, drawBest, drawChart, drawDetail].forEach((f) => f());
+  [drawHeader, drawProgress, drawUsage, drawRows, drawBest, drawChart, drawDetail].forEach((f) => f());
 
   return () => {
     disposed = true;
