@@ -71,10 +71,15 @@ class SessionStore:
         # Opened per line: a killed process loses at most the line being written,
         # and no handle outlives the job.
         with open(self.folder / EVENTS_FILE, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, ensure_ascii=False) + "\n")
+            fh.write(event_line(event) + "\n")
 
     def write_metadata(self, metadata: dict[str, Any]) -> None:
         _atomic_write(self.folder / METADATA_FILE, json.dumps(metadata, indent=2, ensure_ascii=False).encode())
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """An event as one line of events.jsonl; the WebSocket sends the same text."""
+    return json.dumps(event, ensure_ascii=False)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -88,19 +93,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def read_events(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete line of events.jsonl; a torn last line (a killed writer) is skipped."""
+def read_event_lines(folder: str | os.PathLike[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Each complete line of events.jsonl with its event; a torn last line (a killed writer) is skipped."""
     path = Path(folder) / EVENTS_FILE
     if not path.exists():
         return []
-    events = []
+    pairs = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        for raw in fh:
             try:
-                events.append(json.loads(line))
+                pairs.append((raw.rstrip("\n"), json.loads(raw)))
             except json.JSONDecodeError:
                 continue
-    return events
+    return pairs
+
+
+def read_events(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every complete event of events.jsonl, in order."""
+    return [event for _, event in read_event_lines(folder)]
 
 
 def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any] | None:

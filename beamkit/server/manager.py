@@ -33,9 +33,8 @@ Sink = Callable[[str, bool], None]
 INTERRUPTED_MESSAGE = "the server stopped before this job finished"
 
 
-def wire(event: dict[str, Any]) -> str:
-    """An event as sent on a WebSocket: the same text that ``events.jsonl`` holds."""
-    return json.dumps(event, ensure_ascii=False)
+#: An event as sent on a WebSocket: the same text that ``events.jsonl`` holds.
+wire = storage.event_line
 
 
 def from_wire(data: str | bytes) -> Any:
@@ -269,17 +268,9 @@ def _remove(items: list[Any], item: Any) -> None:
 def _read_lines(folder: Path, job_id: str) -> tuple[list[str], bool]:
     """events.jsonl as wire lines; a torn last line is skipped, and a session whose process
     died is closed with an ``error`` event so that followers know it will not go on."""
-    lines: list[str] = []
-    last: dict[str, Any] | None = None
-    path = folder / storage.EVENTS_FILE
-    if path.exists():
-        with open(path, encoding="utf-8") as fh:
-            for raw in fh:
-                try:
-                    last = json.loads(raw)
-                except json.JSONDecodeError:
-                    continue
-                lines.append(raw.rstrip("\n"))
+    pairs = storage.read_event_lines(folder)
+    lines = [line for line, _ in pairs]
+    last = pairs[-1][1] if pairs else None
     if last is not None and last.get("type") in ev.TERMINAL:
         return lines, True
     end = ev.error(job_id, f"Job was interrupted: {INTERRUPTED_MESSAGE}", ErrorCode.INTERNAL_ERROR, interrupted=True)
