@@ -139,12 +139,15 @@ class Connection:
     def _drop(self) -> None:
         log.warning("beamkit: dropping a WebSocket client %d messages behind", len(self._outbox))
         self.dropped = True
-        reason = f"client too slow: {len(self._outbox)} messages waiting"
+        self._shut(TOO_SLOW, f"client too slow: {len(self._outbox)} messages waiting")
+
+    def _shut(self, code: int, reason: str) -> None:
+        """Stop, and tell the peer why: never leave it on an open socket that no longer answers."""
         self.close()
         try:
-            self._close(TOO_SLOW, reason)
+            self._close(code, reason)
         except Exception:
-            log.debug("closing a slow client failed", exc_info=True)
+            log.debug("closing a client (%d %s) failed", code, reason, exc_info=True)
 
     async def _write_loop(self) -> None:
         unflushed, last = 0, None
@@ -177,11 +180,7 @@ class Connection:
             raise
         except Exception:  # the socket closed under us, or a message could not be sent
             log.debug("beamkit ws writer stopped", exc_info=True)
-            self.close()
-            try:  # never leave a peer on an open socket that no longer answers
-                self._close(INTERNAL, "server error")
-            except Exception:
-                log.debug("closing a client after a failed write failed", exc_info=True)
+            self._shut(INTERNAL, "server error")
 
     # -- end ------------------------------------------------------------------------------------
 
