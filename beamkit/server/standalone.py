@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "BEAMKIT_TOKEN"
 PING_INTERVAL = 20.0  # seconds between protocol-level pings
 PING_TIMEOUT = 20.0  # a peer that has not answered a ping this long is closed (at most the interval)
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def is_loopback(host: str) -> bool:

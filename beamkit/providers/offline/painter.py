@@ -323,8 +323,7 @@ class Painter:
         a[hp:] *= F32(0.9) + F32(0.2) * tex
 
     def waves(self, a: np.ndarray) -> None:
-        n, hp = self.n, int(self.h * self.n)
-        ys, xs = _grid(n)
+        ys, xs = _grid(self.n)
         ph = float(self.rng.uniform(0, 6.28))
         depth = np.clip((ys - self.h) / max(1e-3, 1 - self.h), 0, 1)
         freq = 60.0 - 40.0 * depth
