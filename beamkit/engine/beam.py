@@ -10,7 +10,7 @@ from .. import events as ev
 from ..candidate import HOW, WHAT, Candidate, Dimension, dimension_of, image_id, total_score
 from ..errors import BeamkitError, ErrorCode
 from ..params import JobParams, all_text
-from ..providers.base import Limit, ProviderSet, VisionResult
+from ..providers.base import KINDS, Limit, ProviderSet, VisionResult
 from ..result import Result
 from ..storage import SessionStore
 from . import seeds
@@ -47,7 +47,7 @@ class BeamSearch:
         self.result = Result(job_id, params.to_dict(), "running", folder=store.folder)
         self.beam: list[Candidate] = []
         self._limiters = {
-            kind: limiter(providers.name, kind, providers.limits.get(kind, Limit())) for kind in ("llm", "image", "vision")
+            kind: limiter(providers.name, kind, providers.limits.get(kind, Limit())) for kind in KINDS
         }
 
     # -- calls -------------------------------------------------------------------------------

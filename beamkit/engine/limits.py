@@ -15,7 +15,6 @@ from typing import AsyncIterator
 
 from ..providers.base import Limit
 
-KINDS = ("llm", "image", "vision")
 MINUTE = 60.0
 
 

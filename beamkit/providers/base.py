@@ -49,6 +49,10 @@ class Vision(Protocol):
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult: ...
 
 
+#: the kinds of provider call; limits, timeouts and usage are kept per kind
+KINDS = ("llm", "image", "vision")
+
+
 @dataclass(frozen=True)
 class Limit:
     """How many calls of one kind may be in flight, and how many may start a minute (None: no bound)."""
@@ -80,7 +84,7 @@ class ProviderSet:
     llm: LLM
     image: ImageModel
     vision: Vision
-    limits: dict[str, Limit] = field(default_factory=dict)  # keys: "llm", "image", "vision"
+    limits: dict[str, Limit] = field(default_factory=dict)  # keys: those of KINDS
     usage: Callable[[], dict[str, Any]] = dict  # token/image counts and cost, per model
     aclose: Callable[[], Any] | None = None
     #: the longest one call may run (seconds, waiting for a limit's slot not counted); None: no bound

@@ -67,7 +67,6 @@ GROUNDS: dict[str, tuple[float, float, float]] = {
     "jungle": (0.14, 0.40, 0.16),
 }
 
-WATER = frozenset({"ocean", "lake", "beach", "river"})
 
 
 def stable_seed(prompt: str, seed: int) -> int:

@@ -25,7 +25,6 @@ WATER_SUBJECTS = frozenset({"boat", "whale", "fish"})
 class Scene:
     keys: list[str] = field(default_factory=list)
     time: str = "day"
-    time_given: bool = False
     settings: list[str] = field(default_factory=list)
     subjects: list[tuple[str, str | None]] = field(default_factory=list)  # (subject key, colour key or None)
     weather: set[str] = field(default_factory=set)
@@ -46,9 +45,6 @@ class Scene:
     focus: str | None = None  # sharp / softfocus
     textures: set[str] = field(default_factory=set)  # grain, brush, smooth
     medium: str | None = None
-
-    def has(self, key: str) -> bool:
-        return key in self.keys
 
 
 _FIRST_WINS = {
@@ -104,7 +100,6 @@ def parse(prompt: str) -> Scene:
                 s.leading = True
         elif cat == "texture" and t.group is None:
             s.textures.add(t.key)
-    s.time_given = "time" in taken
     s.time = taken.get("time", "day")
     s.season = taken.get("season")
     s.light = taken.get("light")

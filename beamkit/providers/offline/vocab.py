@@ -275,10 +275,6 @@ class Match:
     start: int  # token position
     end: int
 
-    @property
-    def exact(self) -> bool:
-        return self.form == self.term.word
-
 
 @lru_cache(maxsize=4096)
 def find_terms(text: str) -> tuple[Match, ...]:

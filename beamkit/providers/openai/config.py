@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ...errors import BeamkitError, ErrorCode, InvalidRequest
-from ..base import Limit
+from ..base import KINDS, Limit
 from .pricing import merge_prices
 
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
@@ -30,7 +30,7 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "image": Limit(concurrency=3, per_minute=5),
     "vision": Limit(concurrency=4, per_minute=300),
 }
-ROLES = ("llm", "image", "vision")
+ROLES = KINDS
 
 #: setting -> environment variable (``None``: settings only)
 ENV: dict[str, str | None] = {

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from ...errors import InvalidRequest
 from ...params import JobParams, validate
+from ..base import KINDS
 from .config import (
     DEFAULT_IMAGE_MODEL, DEFAULT_IMAGE_QUALITY, DEFAULT_IMAGE_SIZE, DEFAULT_LLM_MODEL, DEFAULT_VISION_DETAIL,
     DEFAULT_VISION_MODEL, ENV,
@@ -99,7 +100,7 @@ def estimate(params: Any = None, /, *, provider_settings: Mapping[str, Any] | No
         "currency": CURRENCY,
     }
     if job.providers != "openai":
-        result.update(cost={k: 0.0 for k in ("llm", "image", "vision")}, totalCost=0.0,
+        result.update(cost={k: 0.0 for k in KINDS}, totalCost=0.0,
                       note=f"provider set '{job.providers}' is not priced; only 'openai' is")
         return result
 
