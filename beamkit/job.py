@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import secrets
 from pathlib import Path
@@ -179,13 +180,11 @@ class Job:
         finally:
             if self._providers.aclose is not None:
                 try:
-                    await asyncio.shield(_maybe_await(self._providers.aclose()))
+                    closing = self._providers.aclose()
+                    if inspect.isawaitable(closing):
+                        await asyncio.shield(closing)
                 except BaseException:
                     log.debug("closing providers of %s failed", self.id, exc_info=True)
-
-
-async def _maybe_await(x: Any) -> Any:
-    return await x if asyncio.iscoroutine(x) or isinstance(x, asyncio.Future) else x
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
