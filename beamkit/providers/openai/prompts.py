@@ -48,52 +48,43 @@ def _dim(dimension: Dimension) -> tuple[str, str, str]:
         raise ValueError(f"unknown dimension {dimension!r} (expected 'what' or 'how')") from None
 
 
+def _ask(text: str) -> list[Message]:
+    """A chat request: the shared system message, then ``text`` as the user's."""
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+
+
+def _request(user_prompt: str) -> str:
+    return f"The user's request:\n<<<\n{user_prompt}\n>>>\n\n"
+
+
 def expand(user_prompt: str, dimension: Dimension) -> list[Message]:
     name, scope, rule = _dim(dimension)
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": (
-                f"The user's request:\n<<<\n{user_prompt}\n>>>\n\n"
-                f"Write the {name} part of an image prompt for this request: {scope}. Keep every element of "
-                f"the request and make it concrete and specific; you may add details that fit the user's intent. "
-                f"{rule} Use one to three sentences and at most 80 words."
-            ),
-        },
-    ]
+    return _ask(
+        _request(user_prompt)
+        + f"Write the {name} part of an image prompt for this request: {scope}. Keep every element of "
+        f"the request and make it concrete and specific; you may add details that fit the user's intent. "
+        f"{rule} Use one to three sentences and at most 80 words."
+    )
 
 
 def refine(prompt: str, dimension: Dimension, critique: str, user_prompt: str) -> list[Message]:
     name, scope, rule = _dim(dimension)
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": (
-                f"The user's request:\n<<<\n{user_prompt}\n>>>\n\n"
-                f"The current {name} part ({scope}):\n<<<\n{prompt}\n>>>\n\n"
-                f"A critique of the image this prompt produced, about its {name} part:\n<<<\n{critique}\n>>>\n\n"
-                f"Rewrite the {name} part so that the next image answers the critique, while staying true to "
-                f"the user's request. Change only the {name} part. {rule} Use at most 80 words."
-            ),
-        },
-    ]
+    return _ask(
+        _request(user_prompt)
+        + f"The current {name} part ({scope}):\n<<<\n{prompt}\n>>>\n\n"
+        f"A critique of the image this prompt produced, about its {name} part:\n<<<\n{critique}\n>>>\n\n"
+        f"Rewrite the {name} part so that the next image answers the critique, while staying true to "
+        f"the user's request. Change only the {name} part. {rule} Use at most 80 words."
+    )
 
 
 def combine(what: str, how: str) -> list[Message]:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": (
-                f"WHAT part (content):\n<<<\n{what}\n>>>\n\nHOW part (visual execution):\n<<<\n{how}\n>>>\n\n"
-                "Join the two parts into one fluent prompt for a text-to-image model. Keep every subject, "
-                "action and setting from WHAT and every visual choice from HOW; add nothing new. Where they "
-                "conflict, WHAT decides the content and HOW decides the look. Use at most 120 words."
-            ),
-        },
-    ]
+    return _ask(
+        f"WHAT part (content):\n<<<\n{what}\n>>>\n\nHOW part (visual execution):\n<<<\n{how}\n>>>\n\n"
+        "Join the two parts into one fluent prompt for a text-to-image model. Keep every subject, "
+        "action and setting from WHAT and every visual choice from HOW; add nothing new. Where they "
+        "conflict, WHAT decides the content and HOW decides the look. Use at most 120 words."
+    )
 
 
 def _score(value: float | None, scale: str) -> str:
@@ -104,24 +95,18 @@ def critique(candidate: Candidate, dimension: Dimension, user_prompt: str) -> li
     name, scope, rule = _dim(dimension)
     strengths = "; ".join(candidate.strengths) or "none listed"
     weaknesses = "; ".join(candidate.weaknesses) or "none listed"
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": (
-                f"The user's request:\n<<<\n{user_prompt}\n>>>\n\n"
-                f"WHAT part:\n<<<\n{candidate.what_prompt}\n>>>\nHOW part:\n<<<\n{candidate.how_prompt}\n>>>\n"
-                f"Prompt sent to the image model:\n<<<\n{candidate.combined_prompt}\n>>>\n\n"
-                f"How a judge scored the image: alignment with the request "
-                f"{_score(candidate.alignment_score, 'of 100')}, aesthetics {_score(candidate.aesthetic_score, 'of 10')}.\n"
-                f"The judge's analysis: {candidate.analysis or 'none'}\n"
-                f"Strengths: {strengths}\nWeaknesses: {weaknesses}\n\n"
-                f"Critique only the {name} part ({scope}). Say what keeps the image from matching the request "
-                f"better and from looking better, and give two to four concrete, actionable changes to the "
-                f"{name} part. Do not rewrite the prompt, and leave the other part alone. Use at most 120 words."
-            ),
-        },
-    ]
+    return _ask(
+        _request(user_prompt)
+        + f"WHAT part:\n<<<\n{candidate.what_prompt}\n>>>\nHOW part:\n<<<\n{candidate.how_prompt}\n>>>\n"
+        f"Prompt sent to the image model:\n<<<\n{candidate.combined_prompt}\n>>>\n\n"
+        f"How a judge scored the image: alignment with the request "
+        f"{_score(candidate.alignment_score, 'of 100')}, aesthetics {_score(candidate.aesthetic_score, 'of 10')}.\n"
+        f"The judge's analysis: {candidate.analysis or 'none'}\n"
+        f"Strengths: {strengths}\nWeaknesses: {weaknesses}\n\n"
+        f"Critique only the {name} part ({scope}). Say what keeps the image from matching the request "
+        f"better and from looking better, and give two to four concrete, actionable changes to the "
+        f"{name} part. Do not rewrite the prompt, and leave the other part alone. Use at most 120 words."
+    )
 
 
 VISION_SYSTEM = (
@@ -203,17 +188,11 @@ def soften(text: str) -> str:
 
 def rephrase_for_image(prompt: str) -> list[Message]:
     """Ask the chat model to reword an image prompt that the image model refused."""
-    return [
-        {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": (
-                f"An image model refused this prompt on content-policy grounds:\n<<<\n{prompt}\n>>>\n\n"
-                f"Rewrite it so that it is acceptable. {SAFE_NOTE} Keep the subjects, setting, mood and visual "
-                "style as far as possible. Use at most 120 words."
-            ),
-        },
-    ]
+    return _ask(
+        f"An image model refused this prompt on content-policy grounds:\n<<<\n{prompt}\n>>>\n\n"
+        f"Rewrite it so that it is acceptable. {SAFE_NOTE} Keep the subjects, setting, mood and visual "
+        "style as far as possible. Use at most 120 words."
+    )
 
 
 def softened(messages: list[Message]) -> list[Message]:
