@@ -386,7 +386,7 @@ class Critic:
         if dim == WHAT:
             self._synonyms()
             self._focal()
-            self._clutter()
+            self._clutter(force=self._tagged("crowded out") or self._tagged("clutter"))
         else:
             self._synonyms()
         self._weaknesses()
@@ -437,6 +437,11 @@ class Critic:
         wanted = [k for k in self.intent.keys if BY_KEY[k].category == "subject"]
         if wanted and subs and subs[0] not in wanted and wanted[0] in self.here:
             self._edit(f"put '{self.here[wanted[0]]}' first", f"the picture is built around '{self.everywhere[subs[0]]}', not the requested '{self.intent.forms[wanted[0]]}'")
+        content = [k for k in self.everywhere if BY_KEY[k].category in ("subject", "setting")]
+        asked = [k for k in self.intent.keys if BY_KEY[k].category in ("subject", "setting") and k in self.here]
+        if not wanted and asked and content and content[0] not in self.intent.keys:
+            self._edit(f"put '{self.here[asked[0]]}' first",
+                       f"the picture leads with '{self.everywhere[content[0]]}', not the requested '{self.intent.forms[asked[0]]}'")
         if not subs and self._tagged("no clear focal point"):
             options = [t for t in BY_CATEGORY["subject"][:12] if not self._blocked(t.key)]
             if options:

@@ -31,6 +31,11 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=F32)
 #: Weights of the parts of alignment.
 W_TEXT, W_EVIDENCE, W_STRUCTURE = 0.60, 0.25, 0.15
 CONFLICT_PENALTY = 8.0
+#: Points lost when content nobody asked for crowds out the request: up to CROWD_PENALTY as the
+#: unrequested share of the picture's content grows, and LEAD_PENALTY when it leads the picture.
+CROWD_PENALTY, LEAD_PENALTY = 30.0, 12.0
+#: An unrequested setting crowds less than an unrequested subject; one extra of either is free.
+SETTING_CROWD, FREE_EXTRAS = 0.7, 1.0
 SYNONYM_CREDIT = 0.8
 LITERAL_WEIGHT = 0.6
 
@@ -356,6 +361,10 @@ class Alignment:
     synonyms: list[tuple[str, str]]  # (word used, user's word)
     extras: list[str]  # content words nobody asked for
     focal: str | None
+    #: share of the picture's content that nobody asked for, past one free extra (0..1)
+    crowding: float
+    #: the content the picture leads with when it is not the user's (None: the user's leads)
+    lead: str | None
     checks: dict[str, float]
     buried: list[tuple[str, int]]  # (user word, its word position) where it counts less
     length: int  # words in the prompt
@@ -436,12 +445,21 @@ def alignment(f: Features, user_prompt: str) -> Alignment:
     else:
         focal_ok = 1.0
     structure = 0.5 * focus + 0.5 * focal_ok if prompt else 0.0
+    # A real judge marks a picture down when what nobody asked for takes it over: an "ancient castle
+    # sailing across the water" is not "a forest at dawn", however well it also shows a forest.
+    user_content = [k for k in intent.keys if BY_KEY[k].category in ("subject", "setting")]
+    asked = sum(1 for k in user_content if k in p_forms)
+    unasked = sum(SETTING_CROWD if BY_KEY[k].category == "setting" else 1.0 for k in extras)
+    over = max(0.0, unasked - FREE_EXTRAS)
+    crowding = over / (asked + over) if asked + over > 0 else 0.0
+    lead = content[0] if user_content and content and content[0] not in intent.keys else None
+    crowd_cost = CROWD_PENALTY * crowding + (LEAD_PENALTY if lead else 0.0)
 
     if evidence is None:
         raw = (W_TEXT + W_EVIDENCE) * text + W_STRUCTURE * structure
     else:
         raw = W_TEXT * text + W_EVIDENCE * evidence + W_STRUCTURE * structure
-    score = max(0.0, min(100.0, 100 * raw - CONFLICT_PENALTY * len(found_conflicts)))
+    score = max(0.0, min(100.0, 100 * raw - CONFLICT_PENALTY * len(found_conflicts) - crowd_cost))
     return Alignment(
         score=score,
         text=text,
@@ -452,10 +470,18 @@ def alignment(f: Features, user_prompt: str) -> Alignment:
         synonyms=synonyms,
         extras=[BY_KEY[k].word for k in extras],
         focal=focal,
+        crowding=crowding,
+        lead=BY_KEY[lead].word if lead else None,
         checks=checks,
         buried=buried,
         length=len(p_toks),
     )
+
+
+def intent_content_words(user_prompt: str) -> list[str]:
+    """The subjects and settings the user asked for, as the user wrote them."""
+    intent = read_intent(user_prompt)
+    return [intent.forms[k] for k in intent.keys if BY_KEY[k].category in ("subject", "setting")]
 
 
 # -- words ---------------------------------------------------------------------------------------
@@ -508,7 +534,10 @@ def _describe(f: Features, ae: Aesthetics, al: Alignment, user_prompt: str) -> t
         weaknesses.append(f"buried: '{w}' first appears at word {pos + 1}; words after {READ_FULLY} count less and after {READ_LIMIT} not at all")
     if al.length > READ_LIMIT:
         weaknesses.append(f"too long: the prompt has {al.length} words and the painter reads only the first {READ_LIMIT}")
-    if len(al.extras) > 2:
+    if al.lead:
+        asked = next((w for w in intent_content_words(user_prompt)), "the request")
+        weaknesses.append(f"crowded out: the picture leads with '{al.lead}', which nobody asked for, not '{asked}'")
+    if len(al.extras) > 2 or al.crowding > 0:
         weaknesses.append(f"clutter: unrequested subjects compete for attention ({', '.join(repr(e) for e in al.extras)})")
     for k, v in al.checks.items():
         what = EVIDENCE[k][1] if k in EVIDENCE else "one thing standing out as the subject"
@@ -525,6 +554,8 @@ def _describe(f: Features, ae: Aesthetics, al: Alignment, user_prompt: str) -> t
         f"Alignment {al.score:.0f}/100: the prompt carries the request with text score {al.text:.2f}, {ev}, "
         f"focus {al.structure:.2f}"
         + (f", minus {CONFLICT_PENALTY:.0f} for each of {len(al.conflicts)} contradiction(s)" if al.conflicts else "")
+        + (f", minus {CROWD_PENALTY * al.crowding:.0f} for unrequested content ({al.crowding:.0%} of it)" if al.crowding else "")
+        + (f", minus {LEAD_PENALTY:.0f} because '{al.lead}' leads the picture" if al.lead else "")
         + (f"; missing: {', '.join(al.missing)}" if al.missing else "")
         + f". Aesthetics {ae.score:.1f}/10, the mean of colourfulness {f.colourfulness:.0f} ({p['colourfulness']:.2f}), "
         f"contrast {f.contrast:.2f} ({p['contrast']:.2f}), exposure {f.mean_l:.2f} ({p['exposure']:.2f}), "
