@@ -5,19 +5,36 @@
     result = await job                        # or: async for event in job.events(): ...
 """
 
+import os
 from typing import TYPE_CHECKING
 
 from .api import load, run, search, start
 from .candidate import Candidate
-from .errors import BeamkitError, ErrorCode, InvalidRequest, JobCancelled, NotFound
+from .errors import (
+    AuthError,
+    BeamkitError,
+    CallTimeout,
+    ContentPolicy,
+    ErrorCode,
+    InternalError,
+    InvalidRequest,
+    JobCancelled,
+    NotFound,
+    ProviderError,
+    RateLimited,
+)
+from .estimate import estimate
 from .job import Job
 from .params import JobParams
-from .providers.openai.estimate import estimate
 from .result import Result
+from .running import jobs
+from .settings import DEFAULT_OUTPUT
+from .sweeps import sweep  # the function beamkit.sweep(...); the package is beamkit.sweeps
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the widget needs ipywidgets; only type checkers import it here
+    from .widget.gallery import Sessions
     from .widget.widget import BeamWidget
 
 
@@ -26,6 +43,14 @@ def _jupyter_server_extension_points() -> list[dict[str, object]]:
     from .server.extension import BeamkitExtension
 
     return [{"module": "beamkit.server.extension", "app": BeamkitExtension}]
+
+
+def sessions(output: str | os.PathLike[str] = DEFAULT_OUTPUT) -> "Sessions":
+    """The sessions of an output folder, newest first: a gallery in a notebook (prompt, best
+    picture, score, date, status; unreadable folders too); a click opens one as ``load`` does."""
+    from .widget.gallery import sessions as _sessions  # lazy: `import beamkit` stays free of ipywidgets
+
+    return _sessions(output)
 
 
 def watch(job_id: str, *, url: str | None = None, token: str | None = None, **client_options: object) -> "BeamWidget":
@@ -40,5 +65,6 @@ def watch(job_id: str, *, url: str | None = None, token: str | None = None, **cl
 
 __all__ = [
     "start", "search", "run", "load", "estimate", "watch", "Job", "Result", "Candidate", "JobParams",
-    "BeamkitError", "ErrorCode", "InvalidRequest", "JobCancelled", "NotFound",
+    "BeamkitError", "ErrorCode", "InvalidRequest", "NotFound", "RateLimited", "AuthError", "ContentPolicy",
+    "CallTimeout", "ProviderError", "JobCancelled", "InternalError", "sweep", "jobs", "sessions",
 ]

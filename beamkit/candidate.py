@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Dimension = Literal["what", "how"]
 WHAT: Dimension = "what"
 HOW: Dimension = "how"
+Operation = Literal["expand", "refine"]
+EXPAND: Operation = "expand"
+REFINE: Operation = "refine"
+Key = tuple[int, int]
 
 
 def dimension_of(iteration: int) -> Dimension:
     """Iteration 0 expands (reported as WHAT); WHAT is refined on odd iterations, HOW on even ones."""
     return HOW if iteration > 0 and iteration % 2 == 0 else WHAT
+
+
+def operation_of(iteration: int) -> Operation:
+    """Iteration 0 expands the user's prompt into WHAT/HOW pairs; every later one refines one dimension."""
+    return EXPAND if iteration == 0 else REFINE
+
+
+def critique_key(iteration: int, dimension: Dimension) -> str:
+    """The key under which a parent keeps the critique written for ``iteration`` (``Candidate.critiques``)."""
+    return f"iter{iteration}-{dimension}"
 
 
 def total_score(alignment: float, aesthetic: float, alpha: float) -> float:
@@ -46,6 +61,10 @@ class Candidate:
     status: Literal["pending", "ok", "failed"] = "pending"
     error: dict[str, str] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the parent's critique that this candidate's refinement answered (None at iteration 0)
+    critique: str | None = None
+    #: what the image provider returned beside the picture (a revised prompt, a model name)
+    image_metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -61,6 +80,14 @@ class Candidate:
     def rank_key(self) -> tuple[float, int, int]:
         # Best score first; on a tie the older candidate (earlier iteration, then lower id) wins.
         return (-(self.total_score or 0.0), self.iteration, self.candidate_id)
+
+    def copy(self) -> Candidate:
+        """A copy whose lists and dicts are its own."""
+        return replace(
+            self, strengths=list(self.strengths), weaknesses=list(self.weaknesses), critiques=dict(self.critiques),
+            error=None if self.error is None else dict(self.error), timings=dict(self.timings),
+            image_metadata=dict(self.image_metadata),
+        )
 
     def ref(self) -> dict[str, int]:
         return {"iteration": self.iteration, "candidateId": self.candidate_id}
@@ -87,10 +114,12 @@ class Candidate:
             "status": self.status,
             "error": self.error,
             "timings": dict(self.timings),
+            "critique": self.critique,
+            "imageMetadata": dict(self.image_metadata),
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
         parent = d.get("parent")
         return cls(
             iteration=d["iteration"],
@@ -112,4 +141,33 @@ class Candidate:
             status=d.get("status", "ok"),
             error=d.get("error"),
             timings=dict(d.get("timings") or {}),
+            critique=d.get("critique"),
+            image_metadata=dict(d.get("imageMetadata") or {}),
         )
+
+
+def best_of(candidates: Iterable[Candidate]) -> Candidate | None:
+    """The best scored candidate by ``rank_key`` (None when none is scored)."""
+    return min((c for c in candidates if c.ok), key=Candidate.rank_key, default=None)
+
+
+def lineage_of(key: Key | None, candidates: Mapping[Key, Candidate]) -> list[Key]:
+    """From iteration 0 down to ``key``, each as (iteration, candidateId); stops at an unknown parent."""
+    chain: list[Key] = []
+    seen: set[Key] = set()
+    while key is not None and key in candidates and key not in seen:
+        seen.add(key)
+        chain.append(key)
+        key = candidates[key].parent
+    return chain[::-1]
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` as JSON can hold it: what a provider returns beside a picture may be anything."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return str(value)

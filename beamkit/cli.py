@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from . import events as ev
-from .errors import BeamkitError
+from .candidate import EXPAND
+from .errors import BeamkitError, InvalidRequest
 from .params import FIELDS
+from .settings import DEFAULT_OUTPUT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +26,7 @@ def _number(kind: type, name: str):
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} takes {'an integer' if kind is int else 'a number'}, not {text!r}")
+            raise argparse.ArgumentTypeError(f"--{name} takes {'an integer' if kind is int else 'a number'}, not {text!r}") from None
     return parse
 
 
@@ -31,32 +34,71 @@ def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="run one beam search and print the best prompt")
     p.add_argument("prompt", help="what you want to see, e.g. 'a forest at dawn'")
     for f in FIELDS[1:]:
-        if f.kind is str:
+        if f.name == "providers":
+            p.add_argument("--providers", type=_providers_arg, default=f.default, metavar="NAME|ROLE=NAME,...",
+                           help="a provider for every role, or one per role: llm=openai,image=offline,vision=openai "
+                                "(`beamkit providers` lists them)")
+        elif f.name == "stop_when":
+            p.add_argument("--stop-when", dest="stop_when", type=_stop_when_arg, default=None,
+                           metavar="RULE=VALUE,...", help="end early: plateau=K,score=X,images=N,usd=D (any subset)")
+        elif f.kind is bool:
+            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, action="store_true", help=f.help)
+        elif f.kind is str:
             p.add_argument(f"--{f.name}", default=f.default, help=f.help)
         else:
-            p.add_argument(f"--{f.name}", type=_number(f.kind, f.name), default=f.default, help=f"{f.help} (default {f.default})")
-    p.add_argument("--output", default="output", help="folder for sessions (default ./output)")
+            # --seeds-per-prompt: a multi-word name reads with hyphens, as --stop-when does
+            flags = [f"--{f.name}"] if "_" not in f.name else [f"--{f.name.replace('_', '-')}"]
+            p.add_argument(*flags, dest=f.name, type=_number(f.kind, f.name), default=f.default,
+                           help=f"{f.help} (default {f.default})")
+    p.add_argument("--set", action="append", default=[], metavar="[ROLE.]NAME=VALUE", dest="settings",
+                   help="a provider setting: image.model=NAME for one role, model=NAME for every role that has it; "
+                        "repeatable")
+    p.add_argument("--output", default=DEFAULT_OUTPUT, help=f"folder for sessions (default ./{DEFAULT_OUTPUT})")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 
 
-def _add_serve(sub: Any) -> None:
-    from .server.handlers import DEFAULT_MAX_CONNECTIONS
+def _stop_when_arg(text: str) -> dict[str, float]:
+    """``plateau=2,score=95`` -> ``{"plateau": 2, "score": 95.0}``; the ranges are checked by ``validate``."""
+    rules: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        rule, eq, value = part.partition("=")
+        try:
+            if not eq:
+                raise ValueError
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--stop-when takes RULE=NUMBER,... (plateau, score, images, usd), not {part!r}") from None
+        rules[rule.strip()] = int(number) if number.is_integer() else number
+    return rules
 
-    p = sub.add_parser("serve", help="serve the REST and WebSocket API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_number(int, "port"), default=3000)
-    p.add_argument("--output", default="output")
-    p.add_argument("--providers", default="offline", help="default provider set for jobs that name none")
-    p.add_argument("--max-jobs", type=_number(int, "max-jobs"), default=4, help="jobs that may run at once")
-    p.add_argument("--token", default=None, help="required for a non-loopback host (or BEAMKIT_TOKEN)")
-    p.add_argument("--max-connections", type=_number(int, "max-connections"), default=DEFAULT_MAX_CONNECTIONS,
-                   help=f"WebSockets open at once; more are refused with 429 (default {DEFAULT_MAX_CONNECTIONS})")
-    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
-                   help="let web pages of ORIGIN (e.g. http://localhost:8888) use the API and WebSocket; repeatable; "
-                        "'*' allows any page")
-    p.set_defaults(func=_serve)
+
+def _providers_arg(text: str) -> Any:
+    from .providers.cli import parse_providers
+
+    return parse_providers(text)
+
+
+def _add_providers(sub: Any) -> None:
+    p = sub.add_parser("providers", help="list the providers, their roles and settings, and whether each can run here")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON (as GET /api/providers gives it)")
+    p.set_defaults(func=_providers)
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from .providers import describe
+    from .providers.cli import table
+
+    rows = describe()
+    print(json.dumps({"providers": rows}, indent=2) if args.json else table(rows), end="\n" if args.json else "")
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    # Listed for `beamkit --help` only: main() hands `beamkit serve ...` to the settings' own parser.
+    sub.add_parser("serve", add_help=False,
+                   help="serve the REST and WebSocket API (beamkit serve --help-all lists every setting)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,50 +106,70 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(sub)
     _add_serve(sub)
+    _add_providers(sub)
+    _add_sweep(sub)
     return parser
 
 
+def _add_sweep(sub: Any) -> None:
+    from .sweeps.cli import add_parser  # light: Dask and pandas are imported when a sweep runs
+
+    add_parser(sub)
+
+
 class _Progress:
-    """A tqdm bar on stderr, advanced by candidate events."""
+    """A tqdm bar on stderr, drawn from the job's state as its events come."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="cand", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
-        self.best: float | None = None
+        from .state import SessionState
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == ev.ITERATION and event["status"] == "processing":
-            op = "expand" if event["iteration"] == 0 else f"refine {event['dimension'].upper()}"
-            self.bar.set_description(f"iter {event['iteration']}/{event['totalIterations'] - 1} {op}")
-        elif kind == ev.CANDIDATE:
-            if event.get("score"):
-                score = event["score"]["totalScore"]
-                self.best = score if self.best is None else max(self.best, score)
-                self.bar.set_postfix(best=f"{self.best:.1f}")
-            self.bar.update(1)
-        elif kind in ev.TERMINAL:
+        self.bar = tqdm(total=total, unit="cand", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        self.state = SessionState()
+        self._described = ""
+
+    def __call__(self, event: ev.Event) -> None:
+        st = self.state
+        st.apply(event)
+        row = st.rows.get(st.current_iteration) if st.current_iteration is not None else None
+        if row is not None:
+            step = row.operation if row.operation == EXPAND else f"{row.operation} {row.dimension.upper()}"
+            text = f"iter {row.iteration}/{(st.total_iterations or 1) - 1} {step}"
+            if text != self._described:
+                self._described = text
+                self.bar.set_description(text, refresh=False)
+        best = st.best
+        if best is not None and best.total_score is not None:
+            self.bar.set_postfix(best=f"{best.total_score:.1f}", refresh=False)
+        self.bar.update(len(st.candidates) - self.bar.n)
+        if st.done:
             self.bar.close()
 
 
 def _run(args: argparse.Namespace) -> int:
     from .api import run
     from .params import validate
-    from .providers import registry
+    from .providers.cli import parse_set
+    from .providers.roles import plan
 
     params = {f.name: getattr(args, f.name) for f in FIELDS[1:]}
     progress = None
     try:
+        settings = parse_set(args.settings)
+    except argparse.ArgumentTypeError as exc:
+        print(f"beamkit: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         checked = validate({"prompt": args.prompt, **params})
-        registry.get_factory(checked.providers)
+        plan(checked.providers, settings)  # every name and setting checked before the progress bar shows
         progress = _Progress(checked.N * checked.iterations, enabled=not args.quiet)
-        result = run(args.prompt, output=args.output, on_event=progress, **params)
+        result = run(args.prompt, output=args.output, on_event=progress, provider_settings=settings or None, **params)
     except BeamkitError as exc:
         if progress is not None:
             progress.bar.close()
         print(f"beamkit: error: {exc.message} [{exc.code}]", file=sys.stderr)
-        return 2 if exc.code == "INVALID_REQUEST" else 1
+        return 2 if isinstance(exc, InvalidRequest) else 1
     except KeyboardInterrupt:
         print("beamkit: interrupted", file=sys.stderr)
         return 130
@@ -126,17 +188,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server.standalone import serve
-
-    return serve(
-        host=args.host, port=args.port, output=args.output, providers=args.providers,
-        max_jobs=args.max_jobs, token=args.token, max_connections=args.max_connections,
-        allow_origins=tuple(args.allow_origin),
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # its options are the server's settings (beamkit.settings), parsed by traitlets
+        from .server import standalone
+
+        return standalone.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

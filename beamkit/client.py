@@ -14,7 +14,8 @@ Errors from the server are raised as ``BeamkitError`` with the server's code.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -22,6 +23,8 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from . import events as ev
 from .errors import BeamkitError, ErrorCode
+from .events import JobStatus
+from .state import SessionState
 
 API_KEY_HEADER = "X-OpenAI-API-Key"
 
@@ -50,7 +53,7 @@ class Client:
     def __repr__(self) -> str:  # never shows the token or the key
         return f"<beamkit.client.Client {self.url}>"
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -119,12 +122,15 @@ class Client:
         except HTTPClientError as exc:
             raise _error_of(exc) from None
 
-    async def follow(self, job_id: str) -> AsyncIterator[dict[str, Any]]:
-        """Every event of the job, from its first, then live ones, until ``complete`` or ``error``.
+    async def follow(self, job_id: str) -> AsyncIterator[ev.Event]:
+        """Every event of the job, typed (``beamkit.events``), from its first, then live ones,
+        until ``complete`` or ``error``.
 
         A finished job is replayed from its session. If the socket drops, it is opened again
         (``reconnects`` times) and the replay picks up where it stopped, since every
-        subscriber is sent the same sequence. Unknown job: BeamkitError NOT_FOUND.
+        subscriber is sent the same sequence. Unknown job: BeamkitError NOT_FOUND. A message
+        of a known type that is malformed is skipped (it still counts in the sequence);
+        one of a type this version does not know comes as ``UnknownEvent``.
         """
         seen = 0
         attempts = 0
@@ -137,20 +143,25 @@ class Client:
                     text = await ws.read_message()
                     if text is None:
                         break  # dropped: reconnect below
-                    msg = json.loads(text)
-                    if msg.get("jobId") != job_id:
+                    try:
+                        msg = json.loads(text)
+                        event: ev.Event | None = ev.decode(msg)
+                    except ValueError:
+                        msg, event = None, None
+                    if not isinstance(msg, dict) or msg.get("jobId") != job_id:
                         continue
-                    kind = msg.get("type")
-                    if kind in (ev.SUBSCRIBED, ev.PONG, ev.UNSUBSCRIBED):
+                    if isinstance(event, (ev.SubscribedEvent, ev.UnsubscribedEvent, ev.PongEvent)):
                         continue
-                    if kind == ev.ERROR and index == 0 and msg["error"].get("code") == ErrorCode.NOT_FOUND:
-                        raise BeamkitError(msg["error"]["message"], msg["error"]["code"])
+                    if isinstance(event, ev.ErrorEvent) and index == 0 and event.code == ErrorCode.NOT_FOUND:
+                        raise BeamkitError.from_code(event.code, event.message)
                     index += 1
                     if index <= seen:
                         continue  # already yielded before the socket dropped
                     seen = index
-                    yield msg
-                    if kind in ev.TERMINAL:
+                    if event is None:
+                        continue
+                    yield event
+                    if ev.is_terminal(event):
                         return
             finally:
                 ws.close()
@@ -158,14 +169,31 @@ class Client:
             if attempts > self.reconnects:
                 raise BeamkitError(f"lost the connection to {self.ws_url} while following {job_id}", ErrorCode.PROVIDER_ERROR)
 
-    async def wait(self, job_id: str) -> dict[str, Any]:
-        """Follow the job to its end; return the ``complete`` event's result, or raise its error."""
+    async def state(self, job_id: str) -> SessionState:
+        """Follow the job to its end and return what its events say (``beamkit.state``)."""
+        state = SessionState(job_id)
         async for event in self.follow(job_id):
-            if event["type"] == ev.COMPLETE:
-                return event["result"]
-            if event["type"] == ev.ERROR:
-                raise BeamkitError(event["error"]["message"], event["error"]["code"])
+            state.apply(event)
+        return state
+
+    async def wait(self, job_id: str) -> dict[str, Any]:
+        """Follow the job to its end; return the ``complete`` event's result, or raise its error
+        (``JobCancelled`` for a cancelled job)."""
+        state = await self.state(job_id)
+        if state.status == JobStatus.COMPLETED and state.result is not None:
+            return state.result
+        if state.error is not None:
+            raise _raised(state.error)
         raise BeamkitError(f"{job_id} ended without a result", ErrorCode.INTERNAL_ERROR)
+
+
+def _raised(error: dict[str, Any]) -> BeamkitError:
+    """The exception of a job's error as its event has it; a code this version does not know is INTERNAL_ERROR."""
+    code, message = str(error.get("code")), str(error.get("message", ""))
+    try:
+        return BeamkitError.from_code(code, message)
+    except ValueError:
+        return BeamkitError(f"{message} [{code}]", ErrorCode.INTERNAL_ERROR)
 
 
 def _error_of(exc: HTTPClientError) -> BeamkitError:
@@ -181,4 +209,4 @@ def _error_of(exc: HTTPClientError) -> BeamkitError:
     code = body.get("code") or {401: ErrorCode.AUTH_ERROR, 403: ErrorCode.AUTH_ERROR, 404: ErrorCode.NOT_FOUND,
                                  429: ErrorCode.RATE_LIMIT}.get(exc.code, ErrorCode.INTERNAL_ERROR)
     context = {k: v for k, v in body.items() if k not in ("error", "code", "message")}
-    return BeamkitError(str(message), code, status=exc.code, **context)
+    return BeamkitError.from_code(code, str(message), status=exc.code, **context)

@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import secrets
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Generator
+from typing import Any
 
 from . import events as ev
+from . import running
 from .candidate import Candidate
 from .engine.beam import BeamSearch
-from .errors import BeamkitError, ErrorCode, JobCancelled
+from .errors import BeamkitError, ErrorCode
+from .events import JobStatus
 from .params import JobParams
-from .providers import ProviderOptions, registry
+from .providers import Roles, resolve
 from .result import Result
+from .settings import DEFAULT_OUTPUT
+from .state import SessionState
 from .storage import SessionStore
 
 log = logging.getLogger(__name__)
-Listener = Callable[[dict[str, Any]], None]
-
-PENDING, RUNNING, COMPLETED, ERROR, CANCELLED = "pending", "running", "completed", "error", "cancelled"
+Listener = Callable[[ev.Event], None]
 
 
 def new_job_id() -> str:
@@ -34,28 +38,33 @@ class Job:
     def __init__(
         self,
         params: JobParams,
-        output: str | Path = "output",
+        output: str | os.PathLike[str] = DEFAULT_OUTPUT,
         *,
         job_id: str | None = None,
         provider_settings: dict[str, Any] | None = None,
+        roles: Roles | None = None,
     ) -> None:
         loop = _running_loop()
         self.id = job_id or new_job_id()
         self.params = params.with_seed()
-        self.status = PENDING
-        self.history: list[dict[str, Any]] = []
-        self.error: dict[str, str] | None = None
+        #: what the job's events say so far: its status, error and progress come from here
+        self.state = SessionState(self.id, self.params.to_dict())
+        self.history: list[ev.Event] = []
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
-        # Provider sets are built first, so that a bad name or config fails here, at once, leaving nothing on disk.
-        self._providers = registry.create(
-            self.params.providers,
-            ProviderOptions(temperature=self.params.temperature, seed=self.params.seed or 0, settings=provider_settings or {}),
+        # Roles are resolved first, so that a bad name or setting fails here, at once, leaving nothing on disk.
+        # A server resolves them itself (its own settings, a request's headers) and hands them in.
+        #: kept for ``estimate()``; never shown (it may hold a key)
+        self._provider_settings = dict(provider_settings or {}) if roles is None else None
+        self._providers = roles or resolve(
+            self.params.providers, provider_settings, temperature=self.params.temperature,
+            seed=self.params.seed or 0, prompt=self.params.prompt,
         )
         self.store = SessionStore(output, self.id)
-        self.store.create()
         self._search = BeamSearch(self.id, self.params, self._providers, self.store, self._emit)
+        self.store.create()
         self._task = loop.create_task(self._run(), name=f"beamkit {self.id}")
+        running.add(self)  # until it ends: a job whose widget is gone can still be found and stopped
 
     # -- public -------------------------------------------------------------------------------
 
@@ -66,35 +75,40 @@ class Job:
     @property
     def result(self) -> Result:
         """What is known so far (complete once the job is done)."""
-        return self._search.result
+        r = self._search.record
+        return Result(r.job_id, r.config, r.status, r.candidates, r.beams, r.duration_ms, r.usage, r.error, self.folder,
+                      stopped_by=r.stopped_by)
+
+    @property
+    def status(self) -> JobStatus:
+        return self.state.status
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.state.error
 
     @property
     def done(self) -> bool:
-        return self.status in (COMPLETED, ERROR, CANCELLED)
+        return self.state.done
 
     @property
     def progress(self) -> dict[str, int]:
-        p = self.params
-        current = max((e["iteration"] for e in self.history if e["type"] == ev.ITERATION), default=0)
-        processed = sum(1 for e in self.history if e["type"] == ev.CANDIDATE)
-        return {
-            "currentIteration": current,
-            "totalIterations": p.iterations,
-            "candidatesProcessed": processed,
-            "totalCandidates": p.N * p.iterations,
-        }
+        return self.state.progress
 
     def cancel(self) -> bool:
         """Stop the job, calls in flight included. Finished work stays on disk."""
         if self.done:
             return False
-        if self.status == PENDING:  # the task never ran, so its own handler will not report it
+        if self.status == JobStatus.PENDING:  # the task never ran, so its own handler will not report it
             self._task.cancel()
-            self._fail(CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
+            self._record_end(JobStatus.CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
+            self._emit(ev.error(self.id, "Job was cancelled", ErrorCode.CANCELLED))
+            self.store.close()  # the task that would have closed it never runs; the store's thread does it
+            running.discard(self)
             return True
         return self._task.cancel()
 
-    async def events(self, start: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, start: int = 0) -> AsyncIterator[ev.Event]:
         """Every event from ``start`` (default: the first), then live ones, until the job ends."""
         i = start
         while True:
@@ -102,7 +116,7 @@ class Job:
                 event = self.history[i]
                 i += 1
                 yield event
-                if event["type"] in ev.TERMINAL:
+                if ev.is_terminal(event):
                     return
             if self.done:
                 return
@@ -117,23 +131,56 @@ class Job:
     def __await__(self) -> Generator[Any, None, Result]:
         return self.wait().__await__()
 
+    @property
+    def usage(self) -> dict[str, Any]:
+        """What the job's providers used and cost so far (calls, tokens, images, cost), live."""
+        try:
+            return dict(self._providers.usage())
+        except Exception:  # a provider's bookkeeping must not break a view of the job
+            log.debug("usage of %s failed", self.id, exc_info=True)
+            return dict(self.state.usage)
+
+    def estimate(self) -> dict[str, Any] | None:
+        """``beamkit.estimate`` for this job's parameters and settings (None for a server's job,
+        whose settings are the server's)."""
+        if self._provider_settings is None:
+            return None
+        from .estimate import estimate
+
+        return estimate(self.params.to_dict(), provider_settings=self._provider_settings or None)
+
     async def wait(self) -> Result:
+        """The Result, once the job has ended; raises BeamkitError if it failed or was cancelled.
+
+        Cancelling the waiter leaves the job running (a server's task, ``asyncio.wait_for``),
+        except where the waiter is a notebook cell that the user interrupts (the kernel's Stop
+        button cancels the cell's task) or a KeyboardInterrupt reaches it: then the job is
+        cancelled too, so that no job runs on out of sight.
+        """
         try:
             await asyncio.shield(self._task)
         except asyncio.CancelledError:
             if not self._task.cancelled():
+                if running.awaited_by_a_cell():
+                    self.cancel()
                 raise  # the caller of wait() was cancelled, not the job
-        if self.status == COMPLETED:
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if self.status == JobStatus.COMPLETED:
             return self.result
         assert self.error is not None
-        if self.status == CANCELLED:
-            raise JobCancelled(self.error["message"])
-        raise BeamkitError(self.error["message"], self.error["code"])
+        raise BeamkitError.from_code(self.error["code"], self.error["message"])  # JobCancelled for CANCELLED
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from .widget import mimebundle  # lazy: `import beamkit` stays free of ipywidgets
 
         return mimebundle(self, include, exclude)
+
+    def _ipython_display_(self) -> None:
+        from .widget.display import show  # the live widget, then a static view kept up to date for saving
+
+        show(self)
 
     def __repr__(self) -> str:
         pr = self.progress
@@ -141,10 +188,9 @@ class Job:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        if event["type"] == ev.COMPLETE:
-            self.status = COMPLETED  # before listeners run, so they see a finished job
-        self.store.append_event(event)
+    def _emit(self, event: ev.Event) -> None:
+        self.store.append_line(ev.encode(event))  # encoded once: the server sends the same text
+        self.state.apply(event)  # before listeners run, so they see the job as the event left it
         self.history.append(event)
         for listener in list(self._listeners):
             try:
@@ -154,30 +200,41 @@ class Job:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _fail(self, status: str, message: str, code: str) -> None:
-        self.status = status
-        self.error = {"message": message, "code": code}
-        self.result.status = status
-        self.result.error = self.error
+    def _record_end(self, status: JobStatus, message: str, code: str) -> None:
+        """How the job ended, in its session's metadata (written in the background); the job's own
+        status follows from the ``error`` event that comes next."""
+        record = self._search.record
+        record.status, record.error = status, {"message": message, "code": code}
         try:
-            self.result.usage = self._providers.usage()
-            self.store.write_metadata(self.result.metadata())
+            record.usage = self._providers.usage()
+            self.state.set_usage(record.usage)  # an error event carries no usage
+            self.store.checkpoint(record)
         except Exception:
             log.exception("beamkit could not write metadata of %s", self.id)
-        self._emit(ev.error(self.id, message, code))
+
+    async def _fail(self, status: JobStatus, message: str, code: str) -> None:
+        self._record_end(status, message, code)
+        try:
+            await self.store.flush()  # the metadata is on disk before the last event says the job is over
+        except Exception:
+            log.exception("beamkit could not write metadata of %s", self.id)
+        finally:
+            self._emit(ev.error(self.id, message, code))
 
     async def _run(self) -> None:
-        self.status = RUNNING
+        self.state.begin()
         try:
             await self._search.run()
+            self._emit(ev.complete(self.id, self.result.to_dict()))
         except asyncio.CancelledError:
-            self._fail(CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
+            await self._fail(JobStatus.CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
         except BeamkitError as exc:
-            self._fail(ERROR, exc.message, exc.code)
+            await self._fail(JobStatus.from_error(exc.code), exc.message, exc.code)
         except Exception as exc:
             log.exception("beamkit job %s crashed", self.id)
-            self._fail(ERROR, f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL_ERROR)
+            await self._fail(JobStatus.ERROR, f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL_ERROR)
         finally:
+            running.discard(self)
             if self._providers.aclose is not None:
                 try:
                     closing = self._providers.aclose()
@@ -185,6 +242,10 @@ class Job:
                         await asyncio.shield(closing)
                 except BaseException:
                     log.debug("closing providers of %s failed", self.id, exc_info=True)
+            try:
+                await self.store.close()
+            except Exception:
+                log.exception("beamkit could not close the session of %s", self.id)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields, is_dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InvalidRequest
+from .providers.base import MAX_NAME, ROLES, check_providers
 
 MAX_PROMPT_CHARS = 4000
+#: as high as N's limit, so that one prompt rendered k times can match any search's image budget up to 64
+MAX_SEEDS_PER_PROMPT = 64
+#: the rules of ``stop_when`` and what each takes: (kind, minimum, maximum, minimum excluded)
+STOP_RULES: dict[str, tuple[type, float, float | None, bool]] = {
+    "plateau": (int, 1, 20, False),
+    "score": (float, 0, 100, False),
+    "images": (int, 1, None, False),
+    "usd": (float, 0, None, True),
+}
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,10 @@ class Field:
     maximum: float | None = None
     nullable: bool = False
     help: str = ""
+    #: checks a value this table cannot describe (returns it normalised, raises InvalidRequest)
+    parse: Callable[[Any], Any] | None = None
+    #: its JSON Schema, where the kind alone does not say it
+    schema: dict[str, Any] | None = None
 
 
 FIELDS: tuple[Field, ...] = (
@@ -31,7 +46,27 @@ FIELDS: tuple[Field, ...] = (
     Field("alpha", float, 0.7, 0.0, 1.0, help="weight of alignment against aesthetics"),
     Field("temperature", float, 0.8, 0.0, 2.0, help="LLM sampling temperature"),
     Field("seed", int, None, nullable=True, help="makes a run repeatable; drawn and recorded when omitted"),
-    Field("providers", str, "offline", 1, 100, help="registered provider set"),
+    Field("providers", str, "offline", 1, MAX_NAME, parse=check_providers,
+          help="a provider for every role, or an object naming the provider of each role",
+          schema={"oneOf": [
+              {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+              {"type": "object", "required": list(ROLES), "additionalProperties": False,
+               "properties": {r: {"type": "string", "minLength": 1, "maxLength": MAX_NAME} for r in ROLES}},
+          ]}),
+    Field("stop_when", dict, None, nullable=True, parse=lambda v: check_stop_when(v),
+          help="ends the job early: plateau (iterations without a better best), score (a best total reached), "
+               "images (image calls), usd (dollars spent); any subset",
+          schema={"type": "object", "additionalProperties": False, "properties": {
+              "plateau": {"type": "integer", "minimum": 1, "maximum": 20},
+              "score": {"type": "number", "minimum": 0, "maximum": 100},
+              "images": {"type": "integer", "minimum": 1},
+              "usd": {"type": "number", "exclusiveMinimum": 0},
+          }}),
+    Field("seeds_per_prompt", int, 1, 1, MAX_SEEDS_PER_PROMPT,
+          help="pictures rendered per combined prompt, each with its own seed; the best is kept"),
+    Field("unexpanded", bool, False, parse=lambda v: check_flag("unexpanded", v),
+          help="render the user's prompt as is: no expansion, no combine (one iteration only)",
+          schema={"type": "boolean"}),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
@@ -45,12 +80,17 @@ class JobParams:
     alpha: float = 0.7
     temperature: float = 0.8
     seed: int | None = None
-    providers: str = "offline"
+    #: a name (every role from it), or the provider of each role: {"llm": ..., "image": ..., "vision": ...}
+    providers: str | dict[str, str] = "offline"
+    #: {"plateau": k, "score": x, "images": n, "usd": d}, any subset; None runs every iteration
+    stop_when: dict[str, float] | None = None
+    seeds_per_prompt: int = 1
+    unexpanded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_seed(self) -> "JobParams":
+    def with_seed(self) -> JobParams:
         """The same parameters with a concrete seed, drawn when none was given."""
         if self.seed is not None:
             return self
@@ -63,6 +103,10 @@ def _check(field: Field, value: Any) -> Any:
         if field.nullable:
             return None
         raise InvalidRequest(f"'{name}' is required", name)
+    if field.parse is not None:
+        if not all_text(value):
+            raise InvalidRequest(f"'{name}' is not valid Unicode text (it holds a lone surrogate)", name)
+        return field.parse(value)
     if field.kind is str:
         if not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a string", name)
@@ -88,6 +132,36 @@ def _check(field: Field, value: Any) -> Any:
         value = float(value)
     if field.minimum is not None and value < field.minimum or field.maximum is not None and value > field.maximum:
         raise InvalidRequest(f"'{name}' must be between {_fmt(field.minimum)} and {_fmt(field.maximum)}, got {value}", name)
+    return value
+
+
+def check_stop_when(value: Any) -> dict[str, float] | None:
+    """``stop_when`` checked: a mapping of known rules to numbers in range (an empty one is no rule)."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequest("'stop_when' must be an object such as {\"plateau\": 2, \"score\": 95}", "stop_when")
+    out: dict[str, float] = {}
+    for rule, raw in value.items():
+        if rule not in STOP_RULES:
+            raise InvalidRequest(f"'stop_when' has an unknown rule '{rule}' (known: {', '.join(STOP_RULES)})", "stop_when")
+        kind, lo, hi, open_lo = STOP_RULES[rule]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise InvalidRequest(f"'stop_when.{rule}' must be a finite number", "stop_when")
+        if kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise InvalidRequest(f"'stop_when.{rule}' must be an integer, got {raw}", "stop_when")
+            raw = int(raw)
+        else:
+            raw = float(raw)
+        if raw < lo or (open_lo and raw == lo) or (hi is not None and raw > hi):
+            bound = f"above {_fmt(lo)}" if open_lo else f"at least {_fmt(lo)}" if hi is None else f"between {_fmt(lo)} and {_fmt(hi)}"
+            raise InvalidRequest(f"'stop_when.{rule}' must be {bound}, got {raw}", "stop_when")
+        out[str(rule)] = raw
+    return out or None
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false", name)
     return value
 
 
@@ -136,6 +210,13 @@ def validate(data: Mapping[str, Any]) -> JobParams:
         values[field.name] = _check(field, raw)
     if values["M"] > values["N"]:
         raise InvalidRequest(f"'M' must be at most N ({values['N']}), got {values['M']}", "M")
+    if values["unexpanded"] and values["iterations"] != 1:
+        # refinement works on an expansion's WHAT and HOW, which an unexpanded job never has
+        raise InvalidRequest(f"'unexpanded' jobs run one iteration, got iterations={values['iterations']}", "unexpanded")
+    images = (values["stop_when"] or {}).get("images")
+    if images is not None and images < values["seeds_per_prompt"]:
+        raise InvalidRequest(f"'stop_when.images' ({images}) leaves no room for one candidate's "
+                             f"{values['seeds_per_prompt']} pictures (seeds_per_prompt)", "stop_when")
     return JobParams(**values)
 
 
@@ -143,8 +224,11 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of a job request, used by the OpenAPI document."""
     props: dict[str, Any] = {}
     for f in FIELDS:
-        if f.kind is str:
-            p: dict[str, Any] = {"type": "string", "minLength": int(f.minimum or 0)}
+        p: dict[str, Any]
+        if f.schema is not None:
+            p = dict(f.schema)
+        elif f.kind is str:
+            p = {"type": "string", "minLength": int(f.minimum or 0)}
             if f.maximum is not None:
                 p["maxLength"] = int(f.maximum)
         else:

@@ -1,25 +1,37 @@
-"""The outcome of a job, live or loaded back from its session folder."""
+"""The outcome of a job, live or loaded back from its session folder: a plain value.
+
+A ``Result`` neither reads nor writes files: ``Result.from_state(state)`` makes one from
+the reducer's ``SessionState`` (``Job.result``, ``beamkit.load``).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from . import storage
-from .candidate import Candidate
-from .errors import NotFound
+from .candidate import Candidate, best_of, lineage_of, operation_of
+
+if TYPE_CHECKING:
+    from .state import SessionState
 
 Ref = tuple[int, int]
+
+#: the columns of ``Result.rows()``, ``to_dataframe()`` and ``to_csv()``, in order
+COLUMNS = (
+    "job_id", "key", "iteration", "candidate_id", "parent", "operation", "dimension", "what_prompt", "how_prompt",
+    "combined_prompt", "critique", "total_score", "alignment_score", "aesthetic_score", "strengths", "weaknesses",
+    "status", "error_code", "error_message", "image_id", "image_path", "kept", "beam_rank", "in_final_beam", "best",
+    "on_best_lineage",
+)
 
 
 @dataclass
 class Result:
     job_id: str
     config: dict[str, Any]
-    #: "completed", "error", "cancelled", "running" (live) or "interrupted" (its process died)
+    #: a ``JobStatus``: "completed", "error", "cancelled", "running" (live) or "interrupted" (its process died)
     status: str
     candidates: list[Candidate] = field(default_factory=list)
     #: the kept candidates after each iteration, best first
@@ -28,6 +40,24 @@ class Result:
     usage: dict[str, Any] = field(default_factory=dict)
     error: dict[str, str] | None = None
     folder: Path | None = None
+    #: the ``stop_when`` rule that ended the job early ("score", "plateau", "images", "usd"), or None
+    stopped_by: str | None = None
+
+    @classmethod
+    def from_state(cls, state: SessionState, folder: str | os.PathLike[str] | None = None) -> Result:
+        """A snapshot of what ``state`` knows: its candidates are copies, so the value does not change."""
+        return cls(
+            job_id=state.job_id or "",
+            config=dict(state.config),
+            status=state.status,
+            candidates=[state.candidates[k].copy() for k in sorted(state.candidates)],
+            beams={i: list(state.beams[i]) for i in sorted(state.beams)},
+            duration_ms=state.duration_ms,
+            usage=dict(state.usage),
+            error=None if state.error is None else dict(state.error),
+            folder=None if folder is None else Path(folder),
+            stopped_by=state.stopped_by,
+        )
 
     def candidate(self, ref: Ref) -> Candidate:
         for c in self.candidates:
@@ -37,13 +67,8 @@ class Result:
 
     @property
     def best(self) -> Candidate | None:
-        """The best of the last beam (or, for an unfinished job, of everything scored)."""
-        if self.beams:
-            last = self.beams[max(self.beams)]
-            if last:
-                return self.candidate(last[0])
-        scored = [c for c in self.candidates if c.ok]
-        return min(scored, key=Candidate.rank_key) if scored else None
+        """The best scored candidate: for a finished job, the top of the last beam."""
+        return best_of(self.candidates)
 
     @property
     def iterations_done(self) -> int:
@@ -52,14 +77,15 @@ class Result:
     def lineage(self, cand: Candidate | None = None) -> list[Ref]:
         """From iteration 0 down to ``cand`` (default: the best), each as (iteration, candidateId)."""
         cand = cand or self.best
-        chain: list[Ref] = []
-        while cand is not None:
-            chain.append(cand.key)
-            cand = self.candidate(cand.parent) if cand.parent else None
-        return chain[::-1]
+        if cand is None:
+            return []
+        return lineage_of(cand.key, {c.key: c for c in self.candidates})
 
     def best_by_iteration(self) -> list[float]:
-        return [self.candidate(self.beams[i][0]).total_score or 0.0 for i in sorted(self.beams) if self.beams[i]]
+        """The best total so far after each finished iteration."""
+        from .state import SessionState
+
+        return [p.best for p in SessionState.from_result(self).series() if p.complete]
 
     def to_dict(self) -> dict[str, Any]:
         """Equal to the ``result`` of the job's ``complete`` event."""
@@ -86,28 +112,92 @@ class Result:
             "candidatesFailed": sum(1 for c in self.candidates if c.status == "failed"),
             "duration": self.duration_ms,
             "usage": self.usage,
+            "stoppedBy": self.stopped_by,
         }
 
-    def metadata(self) -> dict[str, Any]:
-        """What metadata.json holds."""
-        return {
-            "jobId": self.job_id,
-            "status": self.status,
-            "config": self.config,
-            # Candidates cut off by a cancel or a failure were never finished: they are not recorded.
-            "candidates": [c.to_dict() for c in self.candidates if c.status != "pending"],
-            "beams": {str(i): [{"iteration": a, "candidateId": b} for a, b in refs] for i, refs in self.beams.items()},
-            "best": self.to_dict()["bestCandidate"],
-            "lineage": [{"iteration": i, "candidateId": c} for i, c in self.lineage()] if self.best else [],
-            "duration": self.duration_ms,
-            "usage": self.usage,
-            "error": self.error,
-        }
+    # -- as data ----------------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One plain dict per candidate, in (iteration, candidateId) order: the rows of
+        ``to_dataframe()`` and ``to_csv()`` (columns: ``COLUMNS``)."""
+        last = max(self.beams) if self.beams else None
+        final = set(self.beams[last]) if last is not None else set()
+        best = self.best
+        on_lineage = set(self.lineage(best)) if best is not None else set()
+        out = []
+        for c in sorted(self.candidates, key=lambda c: c.key):
+            beam = self.beams.get(c.iteration)
+            beam_keys = [tuple(r) for r in beam] if beam is not None else None
+            error = c.error or {}
+            out.append({
+                "job_id": self.job_id,
+                "key": f"{c.iteration}-{c.candidate_id}",
+                "iteration": c.iteration,
+                "candidate_id": c.candidate_id,
+                "parent": None if c.parent is None else f"{c.parent[0]}-{c.parent[1]}",
+                "operation": operation_of(c.iteration),
+                "dimension": c.dimension,
+                "what_prompt": c.what_prompt,
+                "how_prompt": c.how_prompt,
+                "combined_prompt": c.combined_prompt,
+                "critique": c.critique,
+                "total_score": c.total_score,
+                "alignment_score": c.alignment_score,
+                "aesthetic_score": c.aesthetic_score,
+                "strengths": "; ".join(c.strengths),
+                "weaknesses": "; ".join(c.weaknesses),
+                "status": c.status,
+                "error_code": error.get("code"),
+                "error_message": error.get("message"),
+                "image_id": c.image_id,
+                "image_path": c.image_path,
+                # None where the iteration never finished (a cancelled or interrupted job)
+                "kept": None if beam_keys is None else c.key in beam_keys,
+                "beam_rank": beam_keys.index(c.key) if beam_keys and c.key in beam_keys else None,
+                "in_final_beam": c.key in final,
+                "best": best is not None and c.key == best.key,
+                "on_best_lineage": c.key in on_lineage,
+            })
+        return out
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with one row per candidate (``rows()``); needs pandas
+        (``pip install 'beamkit[data]'``). Scores and ranks are nullable columns."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Result.to_dataframe() needs pandas: pip install 'beamkit[data]'") from None
+        df = pd.DataFrame(self.rows(), columns=list(COLUMNS))
+        for col in ("iteration", "candidate_id"):
+            df[col] = df[col].astype("int64")
+        df["beam_rank"] = df["beam_rank"].astype("Int64")
+        df["kept"] = df["kept"].astype("boolean")
+        for col in ("total_score", "alignment_score", "aesthetic_score"):
+            df[col] = df[col].astype("float64")
+        return df
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``rows()`` as CSV (UTF-8, a header line, empty for None); needs no pandas.
+        Returns the path written."""
+        import csv
+
+        out = Path(path)
+        with open(out, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+            writer.writeheader()
+            for row in self.rows():
+                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        return out
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from .widget import mimebundle  # lazy: `import beamkit` stays free of ipywidgets
 
         return mimebundle(self, include, exclude)
+
+    def _ipython_display_(self) -> None:
+        from .widget.display import show  # the widget, then a static view a saved notebook keeps
+
+        show(self)
 
     def __repr__(self) -> str:
         best = self.best
@@ -116,48 +206,7 @@ class Result:
 
 
 def load(folder: str | os.PathLike[str]) -> Result:
-    """Read a session folder back: metadata.json, brought up to date from events.jsonl.
+    """``beamkit.storage.load``: read a session folder back (kept here for older imports)."""
+    from .storage import load as _load
 
-    A session whose process died mid-job still loads: what its events recorded is
-    there, and its status reads "interrupted".
-    """
-    folder = Path(folder)
-    meta = storage.read_metadata(folder)
-    events = storage.read_events(folder)
-    if meta is None and not events:
-        raise NotFound(f"no beamkit session in {folder}")
-    meta = meta or {}
-    job_id = meta.get("jobId") or folder.name
-    config = meta.get("config") or {}
-    cands = {(c["iteration"], c["candidateId"]): Candidate.from_dict(c) for c in meta.get("candidates", [])}
-    beams = {int(i): [(r["iteration"], r["candidateId"]) for r in refs] for i, refs in (meta.get("beams") or {}).items()}
-    status = meta.get("status", "running")
-    error = meta.get("error")
-    duration = meta.get("duration")
-    usage = meta.get("usage") or {}
-    for e in events:
-        kind = e.get("type")
-        if kind == ev.STARTED and not config:
-            config = e.get("config", {})
-        elif kind == ev.CANDIDATE and (e["iteration"], e["candidateId"]) not in cands:
-            cands[(e["iteration"], e["candidateId"])] = _candidate_from_event(e)
-        elif kind == ev.ITERATION and e.get("status") == "completed" and e["iteration"] not in beams:
-            beams[e["iteration"]] = [(r["iteration"], r["candidateId"]) for r in e.get("beam", [])]
-        elif kind == ev.COMPLETE:
-            status = "completed"
-            duration = e["result"].get("duration", duration)
-            usage = e["result"].get("usage", usage)
-        elif kind == ev.ERROR:
-            error = e.get("error")
-            status = "cancelled" if (error or {}).get("code") == "CANCELLED" else "error"
-    if status == "running":
-        status = "interrupted"
-    ordered = sorted(cands.values(), key=lambda c: c.key)
-    return Result(job_id, config, status, ordered, dict(sorted(beams.items())), duration, usage, error, folder)
-
-
-def _candidate_from_event(e: dict[str, Any]) -> Candidate:
-    score = e.get("score") or {}
-    c = Candidate.from_dict({**e, **score})
-    c.status = "ok" if e.get("status", "ok") == "ok" else "failed"
-    return c
+    return _load(folder)

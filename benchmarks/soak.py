@@ -167,7 +167,7 @@ SERVE = textwrap.dedent("""
 
     sim = Simulation(name="soak", llm_latency=0.002, image_latency=0.005, vision_latency=0.002)
     sim.calls = collections.deque(maxlen=1000)  # the simulation's own record of calls must not count as the server's memory
-    register("soak", sim.factory)
+    register("soak", sim.provider)
     sys.exit(main(["serve", "--port", sys.argv[1], "--output", sys.argv[2], "--providers", "soak",
                    "--max-jobs", sys.argv[3], "--max-connections", sys.argv[4]]))
 """)

@@ -11,7 +11,16 @@ fi
 stamp=".venv/.beamkit-installed-${1:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-  extra=""; [ "${1:-}" = "test" ] && extra="[test]"
+  extra=""
+  if [ "${1:-}" = "test" ]; then
+    extra="[test,diffusers,scorers]"
+    # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build the tests do not need
+    # (BEAMKIT_TORCH names another, e.g. a CUDA build on a GPU machine; see docs/local-models.md)
+    .venv/bin/python -m pip install --quiet "${BEAMKIT_TORCH:-torch==2.13.0}" 2>&1 | grep -v "is ignored" || true
+  fi
   .venv/bin/python -m pip install --quiet -e ".${extra}" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import beamkit" && touch "$stamp"
+  if [ "${1:-}" = "test" ]; then
+    .venv/bin/python -c "import torch, diffusers, transformers" || { rm -f "$stamp"; echo "setup: the local-model extras did not install" >&2; exit 1; }
+  fi
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests need, then run the whole suite (Python tests, notebooks, the browser test).
+# Set up everything the tests need, check the package with ruff and mypy, then run the whole suite
+# (Python tests, notebooks, the browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
@@ -11,6 +12,14 @@ if [ ! -x /usr/bin/chromium ]; then
   else
     echo "warning: /usr/bin/chromium is missing (apt-get install chromium); the browser test will fail" >&2
   fi
+fi
+# Lint and type-check the package first (settings in pyproject.toml): an error in either fails the run.
+checks=0
+.venv/bin/ruff check beamkit || checks=1
+.venv/bin/mypy || checks=1
+if [ "$checks" != 0 ]; then
+  echo "test.sh: ruff or mypy found errors in beamkit/ (above); the tests were not run" >&2
+  exit 1
 fi
 # Keep Jupyter and IPython state out of HOME.
 state=$(mktemp -d -t beamkit-test-XXXXXX)

@@ -19,7 +19,7 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def providers() -> Any:
-    """A simulated provider set and its gated twin (image calls held until ``gate.open()``)."""
+    """A simulated provider and its gated twin (image calls held until ``gate.open()``)."""
     p = register_providers()
     yield p
     unregister_providers(p)

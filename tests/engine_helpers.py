@@ -1,4 +1,4 @@
-"""Helpers for engine tests: run a job on a simulated provider set and collect its events."""
+"""Helpers for engine tests: run a job on a simulated provider and collect its events."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def use(sim: Simulation) -> str:
     """Register ``sim`` under a fresh name and return the name."""
     name = f"sim{next(_names)}"
     sim.name = name
-    register(name, sim.factory)
+    register(name, sim.provider)
     return name
 
 

@@ -8,6 +8,14 @@ real PNG), records every request, and injects faults on demand::
     server.fail("slow", on="vision", delay=5)
     server.fail("vision_reply", content="```json\\n{...}\\n```")
 
+and behaves as other compatible servers do when told to::
+
+    server.latency = {"llm": 0.04, "image": 0.2, "vision": 0.08}   # seconds before each reply
+    server.rate_limit("image", 30, window=60.0)   # a token bucket: 429 beyond, x-ratelimit-* headers
+    server.image_reply = "url"                    # images as a URL to fetch (LiteLLM's mock, llmock)
+    server.json_object = "ignore"                 # json_object answered with an unrelated object (llmock)
+    server.json_object = "only"                   # json_schema refused with a 400 (json_object honoured)
+
 It runs in-process on the test's event loop (Tornado on asyncio), on 127.0.0.1 and a free port.
 The ``openai_server`` fixture starts one per test.
 """
@@ -20,6 +28,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -41,6 +50,7 @@ def make_png(size: int = 64, seed: int = 0) -> bytes:
 
     img = Image.new("RGB", (size, size))
     px = img.load()
+    assert px is not None
     for y in range(size):
         for x in range(size):
             px[x, y] = ((x * 4 + seed * 17) % 256, (y * 4) % 256, (x + y + seed * 29) % 256)
@@ -85,6 +95,42 @@ class Fault:
         return on in (rec.kind, rec.operation) or rec.operation.startswith(on + "-")
 
 
+class Bucket:
+    """A token bucket: ``per_window`` requests per ``window`` seconds, ``burst`` at once at most.
+    Servers enforce "30 a minute" at a finer grain than the minute (one every 2 s), as OpenAI does."""
+
+    def __init__(self, per_window: int, window: float, burst: int) -> None:
+        self.rate = per_window / window
+        self.per_window, self.burst = per_window, burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+        self.accepted = self.rejected = 0
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+
+    def take(self) -> float | None:
+        """None when a request may go ahead (it takes a token), else the seconds until one is there."""
+        self._refill()
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.accepted += 1
+            return None
+        self.rejected += 1
+        return (1 - self.tokens) / self.rate
+
+    def headers(self) -> dict[str, str]:
+        self._refill()
+        return {
+            "x-ratelimit-limit-requests": str(self.per_window),
+            "x-ratelimit-remaining-requests": str(int(self.tokens)),
+            # OpenAI's meaning: the time until the limit is back to its initial state
+            "x-ratelimit-reset-requests": f"{(self.burst - self.tokens) / self.rate * 1000:.0f}ms",
+        }
+
+
 class FakeOpenAI:
     """State of the test server: the recorded requests and the faults still to inject."""
 
@@ -96,6 +142,19 @@ class FakeOpenAI:
         self._counter = itertools.count(1)
         self._server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
+        #: seconds before each reply, per kind ("llm", "image", "vision")
+        self.latency: dict[str, float] = {}
+        #: per kind, the token bucket that answers 429 beyond it (see :meth:`rate_limit`)
+        self.buckets: dict[str, Bucket] = {}
+        #: whether rate-limited kinds send x-ratelimit-* headers on every reply
+        self.ratelimit_headers = True
+        #: "b64_json" (the default), or "url": a link to the PNG, served at /files/ (``image_url`` overrides it)
+        self.image_reply = "b64_json"
+        self.image_url: str | None = None
+        #: "honour" (default), "ignore" (an unrelated object for json_object, llmock's way), or "only"
+        #: (json_schema refused with a 400, json_object honoured), or "none" (any response_format refused)
+        self.json_object = "honour"
+        self.files: dict[str, bytes] = {}
 
     # --- control ---------------------------------------------------------------------------
 
@@ -119,6 +178,11 @@ class FakeOpenAI:
         self.requests.clear()
         self.faults.clear()
 
+    def rate_limit(self, kind: str, per_window: int, *, window: float = 60.0, burst: int = 1) -> Bucket:
+        """Allow ``per_window`` requests of ``kind`` per ``window`` seconds and answer 429 beyond."""
+        bucket = self.buckets[kind] = Bucket(per_window, window, burst)
+        return bucket
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
@@ -130,11 +194,12 @@ class FakeOpenAI:
     def of(self, kind_or_operation: str) -> list[Recorded]:
         return [r for r in self.requests if kind_or_operation in (r.kind, r.operation) or r.operation.startswith(kind_or_operation + "-")]
 
-    async def start(self) -> "FakeOpenAI":
+    async def start(self) -> FakeOpenAI:
         app = tornado.web.Application(
             [
                 (r"/v1/chat/completions", ChatHandler, {"fake": self}),
                 (r"/v1/images/generations", ImagesHandler, {"fake": self}),
+                (r"/files/(.+)", FileHandler, {"fake": self}),
                 (r"/v1/.*", NotFoundHandler, {"fake": self}),
             ]
         )
@@ -185,6 +250,10 @@ class _Base(tornado.web.RequestHandler):
     def reply(self, payload: Any) -> None:
         assert self.rec is not None
         self.rec.status = self.get_status()
+        bucket = self.fake.buckets.get(self.rec.kind)
+        if bucket is not None and self.fake.ratelimit_headers:
+            for k, v in bucket.headers().items():  # as the reply leaves, as a real server computes them
+                self.set_header(k, v)
         self.set_header("Content-Type", "application/json")
         self.set_header("x-request-id", f"req_{len(self.fake.requests)}")
         self.finish(json.dumps(payload))
@@ -205,6 +274,12 @@ class _Base(tornado.web.RequestHandler):
             # Echo the whole key, as a careless compatible server might: the client must scrub it.
             return self.error(401, f"Incorrect API key provided: {given}.", code="invalid_api_key")
 
+        bucket = self.fake.buckets.get(kind)
+        wait = bucket.take() if bucket is not None else None
+        if wait is not None:
+            return self.error(429, f"Rate limit reached for {kind} requests. Please try again in {wait:.3f}s.",
+                              type_="requests", code="rate_limit_exceeded",
+                              headers={"retry-after-ms": f"{wait * 1000:.0f}", "retry-after": str(math.ceil(wait))})
         fault = next((f for f in self.fake.faults if f.matches(self.rec)), None)
         if fault is not None:
             fault.times -= 1
@@ -214,6 +289,9 @@ class _Base(tornado.web.RequestHandler):
                 return
         if self.rec.closed_early:
             return
+        latency = self.fake.latency.get(kind)
+        if latency:
+            await asyncio.sleep(latency)
         await self.answer(body)
 
     async def inject(self, fault: Fault) -> bool:
@@ -249,7 +327,7 @@ class _Base(tornado.web.RequestHandler):
             assert self.rec is not None
             try:
                 await asyncio.wait_for(self.rec.closed.wait(), float(o.get("delay", 5.0)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return self.rec.closed_early
         else:
@@ -294,6 +372,13 @@ class ChatHandler(_Base):
         op = self.rec.operation
         fault = self.rec.fault
         finish, refusal = "stop", None
+        asked = (body.get("response_format") or {}).get("type") if isinstance(body.get("response_format"), dict) else None
+        if asked and self.fake.json_object == "none":
+            return self.error(400, f"Unsupported parameter: 'response_format' ({asked}) is not supported.",
+                              param="response_format", code="unsupported_parameter")
+        if asked == "json_schema" and self.fake.json_object == "only":
+            return self.error(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with "
+                                   "this model.", param="response_format")
         if self.rec.kind == "vision":
             h = int(hashlib.sha256(f"{seed}-{n}".encode()).hexdigest(), 16)
             scores = {
@@ -308,6 +393,8 @@ class ChatHandler(_Base):
                 content = "Here is my evaluation:\n```json\n" + json.dumps(scores, indent=2) + "\n```\nThanks."
             elif fault == "malformed":
                 content = "The alignment is quite good, I would say around eighty, and it looks nice."
+            elif asked == "json_object" and self.fake.json_object == "ignore":
+                content = json.dumps({"status": "ok", "result": "processed", "id": n})  # llmock's generic object
         elif op.startswith("expand-what"):
             content = f"{user}, seen in a vivid, specific scene (variant {n})"
         elif op.startswith("expand-how"):
@@ -362,10 +449,18 @@ class ImagesHandler(_Base):
     async def answer(self, body: Any) -> None:
         n = self.fake.next_number()
         png = make_png(seed=n) if isinstance(body, dict) and body.get("n", 1) else self.fake.png
+        item: dict[str, Any]
+        if self.fake.image_reply == "url":
+            self.fake.files[f"img-{n}.png"] = png
+            item = {"url": self.fake.image_url or f"http://127.0.0.1:{self.fake.port}/files/img-{n}.png"}
+        else:
+            item = {"b64_json": base64.b64encode(png).decode("ascii")}
+        if isinstance(body, dict) and str(body.get("model", "")).startswith("dall-e-3"):
+            item["revised_prompt"] = f"A detailed painting of {body.get('prompt')}"  # as dall-e-3 answers
         self.reply(
             {
                 "created": int(time.time()),
-                "data": [{"b64_json": base64.b64encode(png).decode("ascii")}],
+                "data": [item],
                 "usage": {
                     "input_tokens": 40,
                     "output_tokens": 272,
@@ -374,6 +469,20 @@ class ImagesHandler(_Base):
                 },
             }
         )
+
+
+class FileHandler(tornado.web.RequestHandler):
+    """Pictures that image replies link to (GET, no key: as a CDN serves them)."""
+
+    def initialize(self, fake: FakeOpenAI) -> None:
+        self.fake = fake
+
+    def get(self, name: str) -> None:
+        data = self.fake.files.get(name)
+        if data is None:
+            raise tornado.web.HTTPError(404)
+        self.set_header("Content-Type", "image/png")
+        self.finish(data)
 
 
 class NotFoundHandler(_Base):

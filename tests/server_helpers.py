@@ -13,8 +13,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from beamkit.providers import register, unregister
-from beamkit.providers.base import GeneratedImage, ProviderOptions, ProviderSet
-from beamkit.providers.simulated import Simulation
+from beamkit.providers.base import GeneratedImage, RoleHandle, RoleOptions
+from beamkit.providers.simulated import SimulatedProvider, Simulation
 from beamkit.server.manager import JobManager
 from beamkit.server.standalone import Server
 
@@ -45,7 +45,8 @@ class Gate:
 
 @dataclass
 class Providers:
-    """A simulated provider set registered under a fresh name; ``gated`` holds image calls."""
+    """A simulated provider registered under a fresh name; ``gated`` holds image calls.
+    ``settings_seen`` has the settings each job's LLM role got (those with a value)."""
 
     name: str
     sim: Simulation
@@ -137,7 +138,7 @@ class RawSocket:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int, path: str = "/ws", *, rcvbuf: int | None = None, limit: int = 2**16) -> "RawSocket":
+    async def connect(cls, port: int, path: str = "/ws", *, rcvbuf: int | None = None, limit: int = 2**16) -> RawSocket:
         import base64
         import os
         import socket
@@ -194,25 +195,31 @@ class RawSocket:
         self.writer.close()
 
 
+class _Recorded(SimulatedProvider):
+    """The simulated provider, noting each job's settings; ``gate`` (when set) holds its image calls."""
+
+    def __init__(self, sim: Simulation, p: Providers, gate: Gate | None = None) -> None:
+        super().__init__(sim)
+        self.p, self.gate = p, gate
+
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        handle = super().create(role, options)
+        if role == "llm":
+            self.p.settings_seen.append({k: v for k, v in options.settings.items() if v is not None})
+        if role == "image" and self.gate is not None:
+            handle.impl = self.gate.wrap(handle.impl)
+        return handle
+
+
 def register_providers(sim: Simulation | None = None, prefix: str = "sim") -> Providers:
-    """A simulated provider set and its gated twin (image calls held until ``gate.open()``)."""
+    """A simulated provider and its gated twin (image calls held until ``gate.open()``)."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     sim = sim or Simulation()
     sim.name = name
     gate = Gate()
     p = Providers(name, sim, f"{name}-gated", gate)
-
-    def plain(options: ProviderOptions) -> ProviderSet:
-        p.settings_seen.append(dict(options.settings))
-        return sim.factory(options)
-
-    def gated(options: ProviderOptions) -> ProviderSet:
-        s = plain(options)
-        s.image = gate.wrap(s.image)
-        return s
-
-    register(p.name, plain)
-    register(p.gated, gated)
+    register(p.name, _Recorded(sim, p))
+    register(p.gated, _Recorded(sim, p, gate))
     return p
 
 

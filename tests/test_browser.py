@@ -1,9 +1,15 @@
 """A real browser: JupyterLab on 127.0.0.1 with a token, headless Debian Chromium driven by Playwright.
 
-It runs the quickstart notebook and waits until the widget shows N x iterations thumbnails
-and the final best picture; then starts a long job, clicks its Cancel button and sees it
-stop. Screenshots go to ``artifacts/`` (and, with ``BEAMKIT_DOCS_SCREENSHOT=1``, to
-``docs/img/`` for the docs).
+- the quickstart: every thumbnail and the final best picture, kept + carried over = M in
+  every row, and the dark theme's colours on the status pill and badges;
+- a long job: thumbnails while it still runs, then its Cancel button stops it;
+- a tall job (16, 4, 5) at 1366x768: the detail view opens inside the viewport, shows the
+  critique, strengths and weaknesses, closes on Escape and on the backdrop; Enter, Space
+  and the arrow keys work on the cards; the best panel stays in view while scrolling; the
+  full-size view shows the stored PNG, Download gives its bytes, Copy prompt its prompt.
+
+Screenshots go to ``artifacts/`` (and, with ``BEAMKIT_DOCS_SCREENSHOT=1``, to ``docs/img/``
+for the docs).
 
     pytest -m browser tests/test_browser.py
 
@@ -23,8 +29,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -54,7 +61,34 @@ LONG_JOB = {
                 "job",
             ],
         },
+        {
+            "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": [
+                "try:\n",
+                "    await job\n",
+                "except Exception as exc:\n",
+                "    print(f'job ended: {job.status}, {type(exc).__name__}')\n",
+            ],
+        },
     ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+TALL = (16, 4, 5)  # N, M, iterations: the job of issue 11, 1,717 px tall before rows collapsed
+TALL_JOB = {
+    "cells": [
+        {
+            "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": [
+                "import beamkit\n",
+                f"job = beamkit.start('a tall job: glass towers in a storm', N={TALL[0]}, M={TALL[1]}, iterations={TALL[2]}, seed=3)\n",
+                "job",
+            ],
+        },
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": ["result = await job\n", "print('job ended:', result.status)"]},
+    ]
+    # text below the widget, so the notebook scrolls past it as a real one does
+    + [{"cell_type": "markdown", "metadata": {}, "source": [f"Notes {i}.\n\n" * 6]} for i in range(4)],
     "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
     "nbformat": 4, "nbformat_minor": 5,
 }
@@ -80,6 +114,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work.mkdir()
     shutil.copy(REPO / "notebooks" / "quickstart.ipynb", work / "quickstart.ipynb")
     (work / "long_job.ipynb").write_text(json.dumps(LONG_JOB))
+    (work / "tall_job.ipynb").write_text(json.dumps(TALL_JOB))
     env = dict(os.environ)
     for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
                      ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
@@ -148,8 +183,10 @@ def browser() -> Iterator[Any]:
         pw.stop()
 
 
-def open_notebook(browser: Any, lab: dict[str, Any], name: str) -> tuple[Any, Any, list[str]]:
-    ctx = browser.new_context(viewport={"width": 1300, "height": 2000}, device_scale_factor=1)
+def open_notebook(
+    browser: Any, lab: dict[str, Any], name: str, *, width: int = 1300, height: int = 2000, permissions: list[str] | None = None
+) -> tuple[Any, Any, list[str]]:
+    ctx = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1, permissions=permissions or [])
     page = ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -165,8 +202,9 @@ def open_notebook(browser: Any, lab: dict[str, Any], name: str) -> tuple[Any, An
 
 
 def run_all(page: Any) -> None:
+    # not awaited in the page: the command's promise resolves only when the last cell has run
     for _ in range(3):
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         try:
             page.wait_for_function(
                 f"() => [...document.querySelectorAll('{PANEL} .jp-InputPrompt')].some(p => /\\[[*0-9]+\\]/.test(p.textContent))",
@@ -192,6 +230,70 @@ def widget_errors(errors: list[str]) -> list[str]:
     return [e for e in errors if re.search(r"anywidget|beamkit|bk-|widget", e, re.I)]
 
 
+def wait_status(page: Any, status: str, timeout: float = 120_000) -> None:
+    page.wait_for_function(
+        f"() => document.querySelector(\"{PANEL} .bk-widget[data-source='live']\")?.dataset.status === '{status}'",
+        timeout=timeout,
+    )
+
+
+def set_theme(page: Any, theme: str) -> None:
+    page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+    light = "true" if theme == "JupyterLab Light" else "false"
+    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'", timeout=30_000)
+
+
+# -- colours, to check the theme is followed ---------------------------------------------------
+
+
+def rgba(css: str) -> tuple[float, float, float, float]:
+    """A computed CSS colour (``rgb()``, ``rgba()`` or ``color(srgb ...)``) as 0..1 floats."""
+    m = re.fullmatch(r"rgba?\(([^)]*)\)", css.strip())
+    if m:
+        p = [float(x) for x in re.split(r"[\s,/]+", m.group(1).strip()) if x]
+        return p[0] / 255, p[1] / 255, p[2] / 255, p[3] if len(p) > 3 else 1.0
+    m = re.fullmatch(r"color\(srgb ([^)]*)\)", css.strip())
+    if m:
+        p = [float(x) for x in re.split(r"[\s/]+", m.group(1).strip()) if x]
+        return p[0], p[1], p[2], p[3] if len(p) > 3 else 1.0
+    raise AssertionError(f"unexpected colour {css!r}")
+
+
+def over(fg: tuple[float, float, float, float], bg: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    a = fg[3]
+    return (fg[0] * a + bg[0] * (1 - a), fg[1] * a + bg[1] * (1 - a), fg[2] * a + bg[2] * (1 - a), 1.0)
+
+
+def luminance(c: tuple[float, float, float, float]) -> float:
+    lin = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c[:3]]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: float, b: float) -> float:
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+def pill_colours(widget: Any) -> list[dict[str, Any]]:
+    """Background luminance and text contrast of the status pill and the first badge of each kind."""
+    raw = widget.evaluate(
+        """w => {
+            const pick = ['.bk-status', '.bk-badge-kept', '.bk-badge-pruned'].map(s => w.querySelector(s)).filter(Boolean);
+            return {page: getComputedStyle(w).backgroundColor,
+                    pills: pick.map(e => [e.className, getComputedStyle(e).backgroundColor, getComputedStyle(e).color])};
+        }"""
+    )
+    page_bg = over(rgba(raw["page"]), (1.0, 1.0, 1.0, 1.0))
+    out = []
+    for cls, bg, fg in raw["pills"]:
+        b = over(rgba(bg), page_bg)
+        f = over(rgba(fg), b)
+        out.append({"class": cls, "background": luminance(b), "contrast": contrast(luminance(b), luminance(f))})
+    return out
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
 def test_quickstart_shows_every_thumbnail_and_the_best(browser: Any, lab: dict[str, Any]) -> None:
     ctx, page, errors = open_notebook(browser, lab, "quickstart.ipynb")
     try:
@@ -202,71 +304,247 @@ def test_quickstart_shows_every_thumbnail_and_the_best(browser: Any, lab: dict[s
             f"""() => {{
                 const w = document.querySelector("{PANEL} .bk-widget[data-source='live']");
                 if (!w || w.dataset.status !== 'completed') return false;
-                const thumbs = [...w.querySelectorAll('.bk-rows img.bk-thumb')].filter(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);
                 const best = w.querySelector('img.bk-best-image');
-                return thumbs.length === {N * ITERATIONS} && best && best.src.startsWith('blob:') && best.complete && best.naturalWidth > 0;
+                return best && best.src.startsWith('blob:') && best.complete && best.naturalWidth > 0;
             }}""",
             timeout=120_000,
         )
+        # the latest rows open, older ones collapsed to one line
+        assert live.locator(".bk-row-collapsed").count() == ITERATIONS - 2
+        live.locator("button.bk-rows-all").click()
+        page.wait_for_function(
+            f"""() => {{
+                const w = document.querySelector("{PANEL} .bk-widget[data-source='live']");
+                const thumbs = [...w.querySelectorAll('.bk-card[data-key] img.bk-thumb')].filter(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);
+                return !w.querySelector('.bk-row-collapsed') && thumbs.length === {N * ITERATIONS};
+            }}""",
+            timeout=60_000,
+        )
         info = live.evaluate(
             """w => ({
-                thumbs: [...w.querySelectorAll('.bk-rows img.bk-thumb')].map(i => [i.naturalWidth, i.naturalHeight]),
+                thumbs: [...w.querySelectorAll('.bk-card[data-key] img.bk-thumb')].map(i => [i.naturalWidth, i.naturalHeight]),
                 best: (i => [i.naturalWidth, i.naturalHeight])(w.querySelector('img.bk-best-image')),
-                rows: w.querySelectorAll('.bk-row').length,
-                kept: w.querySelectorAll('.bk-card.bk-kept').length,
+                rows: [...w.querySelectorAll('.bk-row')].map(r => ({
+                    kept: r.querySelectorAll('.bk-card.bk-kept').length,
+                    carried: r.querySelectorAll('.bk-card.bk-carried').length,
+                    head: r.querySelector('.bk-row-head').textContent,
+                })),
                 pruned: w.querySelectorAll('.bk-card.bk-pruned').length,
                 lineage: w.querySelectorAll('.bk-lineage .bk-step').length,
                 chart: w.querySelectorAll('.bk-chart svg polyline').length,
                 progress: w.querySelector('.bk-progress-text').textContent,
-                status: w.dataset.status,
                 cancelHidden: w.querySelector('.bk-cancel').hidden,
             })"""
         )
         assert len(info["thumbs"]) == N * ITERATIONS
         assert all(max(wh) <= 256 for wh in info["thumbs"]), info["thumbs"]
         assert max(info["best"]) > 256, info["best"]  # the full picture, in the best panel only
-        assert info["rows"] == ITERATIONS and info["kept"] == 3 * ITERATIONS and info["pruned"] == N * ITERATIONS - 3 * ITERATIONS
+        assert len(info["rows"]) == ITERATIONS
+        # every row accounts for the whole beam: its own kept candidates plus the parents carried over
+        assert all(r["kept"] + r["carried"] == 3 for r in info["rows"]), info["rows"]
+        assert all(("carried over" in r["head"]) == (r["carried"] > 0) for r in info["rows"]), info["rows"]
+        assert info["pruned"] == N * ITERATIONS - sum(r["kept"] for r in info["rows"])
         assert info["lineage"] == ITERATIONS and info["chart"] == 2
         assert info["progress"].startswith(f"{N * ITERATIONS} / {N * ITERATIONS} candidates")
         assert info["cancelHidden"]
+        live.locator("button.bk-rows-all").click()  # back to the default: older rows collapsed
+        live.locator(".bk-row-collapsed").first.wait_for()
         # the loaded session further down renders too, statically
         loaded = page.locator(f"{PANEL} .bk-widget[data-source='loaded']").first
         loaded.wait_for(timeout=60_000)
         live.scroll_into_view_if_needed()
+        light = pill_colours(live)
         shot(live, "widget.png", docs=True)
         shot(page, "quickstart-page.png")
+        # the dark theme: pills and badges take the theme's colours, not light pastels
+        set_theme(page, "JupyterLab Dark")
+        dark = pill_colours(live)
+        shot(live, "widget-dark.png", docs=True)
+        assert all(p["background"] > 0.5 and p["contrast"] >= 4.5 for p in light), light
+        assert all(p["background"] < 0.1 and p["contrast"] >= 4.5 for p in dark), dark
         assert not widget_errors(errors), errors
     finally:
-        ctx.close()
+        try:
+            set_theme(page, "JupyterLab Light")  # the theme is a user setting: the next tests start light
+        finally:
+            ctx.close()
 
 
-def test_cancel_button_stops_a_long_job(browser: Any, lab: dict[str, Any]) -> None:
+def test_live_thumbnails_then_cancel_stops_a_long_job(browser: Any, lab: dict[str, Any]) -> None:
     ctx, page, errors = open_notebook(browser, lab, "long_job.ipynb")
     try:
         run_all(page)
         w = page.locator(f"{PANEL} .bk-widget[data-source='live']").first
         w.wait_for(timeout=60_000)
-        done = lambda: int(w.locator(".bk-progress-text").inner_text().split("/")[0])  # noqa: E731
-        page.wait_for_function(
-            f"() => parseInt(document.querySelector(\"{PANEL} .bk-widget .bk-progress-text\")?.textContent || '0') >= 5",
+        # one look, in the page, at the same moment: still running, and pictures already there
+        live = page.wait_for_function(
+            f"""() => {{
+                const w = document.querySelector("{PANEL} .bk-widget[data-source='live']");
+                if (!w) return false;
+                const thumbs = [...w.querySelectorAll('.bk-card[data-key] img.bk-thumb')].filter(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0);
+                const done = parseInt(w.querySelector('.bk-progress-text')?.textContent || '0');
+                return thumbs.length >= 3 && done >= 5 ? {{status: w.dataset.status, thumbs: thumbs.length, done}} : false;
+            }}""",
             timeout=60_000,
-        )
+        ).json_value()
+        assert live["status"] == "running", live
         cancel = w.locator("button.bk-cancel")
         assert cancel.is_visible() and cancel.is_enabled()
-        clicked_at = time.monotonic()
         cancel.click()
+        wait_status(page, "cancelled", timeout=15_000)
+        # the kernel's side: the awaiting cell saw the job end as cancelled
         page.wait_for_function(
-            f"() => document.querySelector(\"{PANEL} .bk-widget\")?.dataset.status === 'cancelled'", timeout=15_000
+            f"() => [...document.querySelectorAll('{PANEL} .jp-OutputArea-output')].some(o => /job ended: cancelled/.test(o.textContent))",
+            timeout=30_000,
         )
-        stopped_after = time.monotonic() - clicked_at
-        n1 = done()
-        page.wait_for_timeout(2000)
-        n2 = done()
-        assert n1 == n2 < 24 * 20, (n1, n2)
+        done = int(w.locator(".bk-progress-text").inner_text().split("/")[0])
+        assert live["done"] <= done < 24 * 20
         assert w.locator(".bk-error").inner_text().startswith("CANCELLED")
         assert cancel.is_hidden()
-        assert stopped_after < 10, stopped_after
         shot(w, "widget-cancelled.png", docs=True)
         assert not widget_errors(errors), errors
+    except BaseException:
+        shot(page, "failed-long-job.png")
+        raise
+    finally:
+        ctx.close()
+
+
+def focused(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        "() => { const e = document.activeElement; const r = e.getBoundingClientRect();"
+        " return {focus: e.dataset.focus || null, cls: e.className, top: r.top, left: r.left}; }"
+    )
+
+
+def dialog_open(page: Any, which: str, is_open: bool) -> None:
+    page.wait_for_function(
+        f"() => document.querySelector('{PANEL} dialog.{which}')?.open === {str(is_open).lower()}", timeout=15_000
+    )
+
+
+def test_tall_job_detail_view_keyboard_and_pictures_at_1366x768(browser: Any, lab: dict[str, Any]) -> None:
+    vw, vh = 1366, 768
+    ctx, page, errors = open_notebook(
+        browser, lab, "tall_job.ipynb", width=vw, height=vh, permissions=["clipboard-read", "clipboard-write"]
+    )
+    try:
+        run_all(page)
+        w = page.locator(f"{PANEL} .bk-widget[data-source='live']").first
+        w.wait_for(timeout=60_000)
+        wait_status(page, "completed", timeout=300_000)
+        n, m, iterations = TALL
+        assert w.locator(".bk-row-collapsed").count() == iterations - 2
+        w.locator("button.bk-rows-all").click()  # every row open: as tall as it gets
+        page.wait_for_function(f"() => !document.querySelector('{PANEL} .bk-widget .bk-row-collapsed')")
+        assert w.bounding_box()["height"] > 1.5 * vh
+
+        # -- a click on a card of iteration 3 opens the detail view where the user is looking
+        card = w.locator(".bk-row[data-iteration='3'] .bk-card[data-key]").nth(5)
+        key = card.get_attribute("data-key")
+        card.scroll_into_view_if_needed()
+        card.click()
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector(\"{PANEL} dialog.bk-detail[open] img.bk-detail-image\");"
+            " return i && i.complete && i.naturalWidth > 0; }",
+            timeout=30_000,
+        )
+        box = w.locator("dialog.bk-detail .bk-detail-card").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= vh and box["x"] >= 0 and box["x"] + box["width"] <= vw, box
+        detail = w.locator("dialog.bk-detail")
+        assert detail.locator(".bk-section-title").first.inner_text().startswith(f"Iteration 3 · candidate #{key.split('-')[1]}")
+        # critique -> refine: the parent's critique, the judge's strengths and weaknesses, and the lineage with its critiques
+        assert detail.locator(".bk-critique .bk-text").inner_text().strip()
+        assert detail.locator(".bk-strengths li, .bk-weaknesses li").count() >= 1
+        steps = detail.locator(".bk-detail-lineage .bk-step")
+        assert steps.count() >= 2
+        assert steps.last.locator(".bk-step-critique").inner_text().strip()
+        shot(page, "widget-detail.png", docs=True)
+
+        # -- Escape closes it, and the keyboard is back on the card
+        page.keyboard.press("Escape")
+        dialog_open(page, "bk-detail", False)
+        assert focused(page)["focus"] == key
+        active_cell = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+        # -- arrow keys move between cards (not between notebook cells)
+        page.keyboard.press("ArrowRight")
+        right = focused(page)
+        assert right["focus"] == f"3-{int(key.split('-')[1]) + 1}", right
+        page.keyboard.press("ArrowLeft")
+        assert focused(page)["focus"] == key
+        page.keyboard.press("ArrowDown")
+        down = focused(page)
+        assert "bk-card" in down["cls"] and down["top"] > right["top"], (right, down)
+        page.keyboard.press("ArrowUp")
+        up = focused(page)
+        assert "bk-card" in up["cls"] and up["top"] < down["top"], (down, up)
+        page.keyboard.press("Home")
+        assert focused(page)["focus"] == "0-0"
+        page.keyboard.press("End")
+        last = focused(page)["focus"]
+        assert last and last.startswith(f"{iterations - 1}"), last
+        card.focus()
+        assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == active_cell
+        # -- Enter opens the focused card; a click on the backdrop closes it
+        page.keyboard.press("Enter")
+        dialog_open(page, "bk-detail", True)
+        page.wait_for_function(
+            f"() => document.querySelector(\"{PANEL} dialog.bk-detail .bk-section-title\")?.textContent.startsWith('Iteration 3 · candidate #{key.split('-')[1]}')"
+        )
+        page.mouse.click(6, vh // 2)
+        dialog_open(page, "bk-detail", False)
+        # -- Space opens it too; the close button closes it
+        page.keyboard.press(" ")
+        dialog_open(page, "bk-detail", True)
+        detail.locator("button.bk-close").click()
+        dialog_open(page, "bk-detail", False)
+
+        # -- the best panel stays in view while the rows scroll past
+        w.locator(".bk-row").last.scroll_into_view_if_needed()
+        page.wait_for_function(
+            f"""() => {{
+                const w = document.querySelector("{PANEL} .bk-widget[data-source='live']");
+                const view = document.querySelector("{PANEL} .jp-WindowedPanel-outer").getBoundingClientRect();
+                const best = w.querySelector('img.bk-best-image').getBoundingClientRect();
+                return w.getBoundingClientRect().top < view.top - 400 && best.top >= view.top - 1 && best.bottom <= view.bottom + 1;
+            }}""",
+            timeout=15_000,
+        )
+
+        # -- the best picture at full size: the stored PNG, downloadable, with its prompt to copy
+        prompt = w.locator(".bk-best .bk-combined .bk-text").inner_text()
+        w.locator("img.bk-best-image").click()
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector(\"{PANEL} dialog.bk-viewer[open] img.bk-viewer-image[data-original='1']\");"
+            " return i && i.complete && i.naturalWidth > 0; }",
+            timeout=30_000,
+        )
+        viewer = w.locator("dialog.bk-viewer")
+        vbox = viewer.bounding_box()
+        assert vbox["y"] >= 0 and vbox["y"] + vbox["height"] <= vh, vbox
+        natural = viewer.locator("img.bk-viewer-image").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        with page.expect_download() as dl:
+            viewer.locator("button.bk-download").click()
+        name = dl.value.suggested_filename
+        got = Path(dl.value.path()).read_bytes()
+        m_name = re.fullmatch(r"(job-[0-9a-f]+)-iter(\d+)-cand(\d+)\.png", name)
+        assert m_name, name
+        stored = lab["work"] / "output" / "sessions" / m_name.group(1) / f"iter{m_name.group(2)}-cand{m_name.group(3)}.png"
+        assert got == stored.read_bytes()  # the file itself, not a re-encoding
+        from PIL import Image
+
+        assert list(Image.open(stored).size) == natural
+        viewer.locator("button.bk-copy").click()
+        page.wait_for_function(f"() => document.querySelector(\"{PANEL} dialog.bk-viewer button.bk-copy\")?.textContent === 'Copied'")
+        assert page.evaluate("() => navigator.clipboard.readText()") == prompt
+        shot(page, "widget-fullsize.png")
+        page.keyboard.press("Escape")
+        dialog_open(page, "bk-viewer", False)
+        assert not widget_errors(errors), errors
+    except BaseException:
+        shot(page, "failed-tall-job.png")
+        print("browser errors:", errors)
+        print("viewer:", page.evaluate(f"() => document.querySelector('{PANEL} dialog.bk-viewer')?.textContent"))
+        raise
     finally:
         ctx.close()

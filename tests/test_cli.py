@@ -24,7 +24,7 @@ def beamkit_cli(*args, cwd):
         (["run", "a fox", "--alpha", "1.5"], "'alpha' must be between 0 and 1"),
         (["run", "a fox", "--N", "nine"], "--N takes an integer, not 'nine'"),
         (["run", "a fox", "--alpha", "high"], "--alpha takes a number, not 'high'"),
-        (["run", "a fox", "--providers", "nope"], "unknown provider set 'nope'"),
+        (["run", "a fox", "--providers", "nope"], "unknown provider 'nope'"),
         (["run", "a fox", "--bogus"], "unrecognized arguments: --bogus"),
         (["run"], "the following arguments are required: prompt"),
     ],

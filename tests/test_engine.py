@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from engine_helpers import by_type, run_job
 
 import beamkit
 from beamkit.engine.beam import children_per_parent
 from beamkit.errors import ErrorCode
 from beamkit.providers import Limit
 from beamkit.providers.simulated import Simulation, fatal
-
-from engine_helpers import by_type, run_job
 
 
 @pytest.mark.asyncio
@@ -155,7 +158,8 @@ async def test_failed_candidates_drop_out_and_the_job_goes_on(tmp_path):
         failed = [e for e in by_type(events, "candidate") if e["status"] == "failed"]
         assert failed, "the fault hook should have failed some candidates"
         for e in failed:
-            assert "score" not in e and e["error"]["code"] == ErrorCode.PROVIDER_ERROR and e["error"]["message"]
+            assert e["score"] == {"totalScore": None, "alignmentScore": None, "aestheticScore": None}
+            assert e["error"]["code"] == ErrorCode.PROVIDER_ERROR and e["error"]["message"]
         kept = {(r["iteration"], r["candidateId"]) for it in by_type(events, "iteration") for r in it.get("beam", [])}
         assert not kept & {(e["iteration"], e["candidateId"]) for e in failed}
 
@@ -225,7 +229,8 @@ def _use(sim):
 
 @pytest.mark.asyncio
 async def test_concurrency_limit_is_shared_by_jobs_of_a_process(tmp_path):
-    sim = Simulation(image_latency=0.02, vision_latency=0.02, limits={"image": Limit(concurrency=2)})
+    # Vision takes longer than an image, so pictures made two at a time pile up in vision.
+    sim = Simulation(image_latency=0.02, vision_latency=0.05, limits={"image": Limit(concurrency=2)})
     name = _use(sim)
     jobs = [beamkit.start("a cat", N=6, M=2, iterations=2, providers=name, output=tmp_path, seed=i) for i in range(3)]
     await asyncio.gather(*jobs)
@@ -268,3 +273,190 @@ async def test_bad_parameters_fail_before_anything_runs(tmp_path):
         beamkit.start("x", providers="nope", output=tmp_path)
     assert info.value.field == "providers"
     assert not (tmp_path / "sessions").exists() or not any((tmp_path / "sessions").iterdir())
+
+
+
+# -- the per-call bounds: one timer per loop ---------------------------------------------------------
+
+
+async def _bounded(bounds, outcome: dict[str, str], name: str, bound_s: float, takes_s: float, *, stubborn: bool = False):
+    b = bounds.enter(bound_s)
+    try:
+        try:
+            await asyncio.sleep(takes_s)
+        except asyncio.CancelledError:
+            if not stubborn:
+                raise
+        outcome[name] = "answered"
+    except asyncio.CancelledError:
+        outcome[name] = "cancelled"
+    finally:
+        if bounds.leave(b):
+            outcome[name] += ", out of time"
+
+
+@pytest.mark.asyncio
+async def test_a_bound_cancels_only_the_call_that_outlives_it_even_when_a_longer_one_came_first():
+    from beamkit.engine.deadlines import deadlines
+
+    bounds, outcome = deadlines(), dict[str, str]()
+    # the long bound arms the loop's one timer first; the short one must bring it forward
+    await asyncio.gather(
+        _bounded(bounds, outcome, "patient", 30.0, 0.2),
+        _bounded(bounds, outcome, "hasty", 0.05, 30.0),
+        _bounded(bounds, outcome, "quick", 30.0, 0.0),
+        _bounded(bounds, outcome, "stubborn", 0.05, 30.0, stubborn=True),  # swallows the cancel and answers
+    )
+    assert outcome == {"patient": "answered", "hasty": "cancelled, out of time", "quick": "answered",
+                       "stubborn": "answered, out of time"}
+    assert not any(t.cancelling() for t in asyncio.all_tasks())  # each expiry's cancel was taken back
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_from_outside_is_not_mistaken_for_a_bound():
+    from beamkit.engine.deadlines import deadlines
+
+    bounds, outcome = deadlines(), dict[str, str]()
+    task = asyncio.ensure_future(_bounded(bounds, outcome, "call", 30.0, 30.0))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert outcome == {"call": "cancelled"}
+
+
+# -- the engine is pure, and the package has no import cycle ---------------------------------------------
+
+PACKAGE = Path(beamkit.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(*, lazy: bool) -> dict[str, set[str]]:
+    """Which beamkit modules each one imports: at its top level only, or (lazy) anywhere in it.
+    Importing ``a.b.c`` imports the package ``a.b`` on the way, unless the importer is inside it
+    (then that package is already being imported)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        top = [n for n in tree.body] + [n for b in tree.body if isinstance(b, ast.If) for n in b.body
+                                         if not (isinstance(b.test, ast.Name) and b.test.id == "TYPE_CHECKING")]
+        targets: set[str] = set()
+        for node in ast.walk(tree) if lazy else top:
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([node.module] if node.module else []))
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        parts_of_name = name.split(".")
+        mine = {".".join(parts_of_name[:k]) for k in range(1, len(parts_of_name) + 1)}
+        found = set()
+        for t in targets:
+            parts = t.split(".")
+            found |= {".".join(parts[:k]) for k in range(2, len(parts) + 1)} - mine
+        graph[name] = {t for t in found if t in modules and t != name}
+    return graph
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set[str](), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_the_engine_reaches_no_file_job_or_display_code_even_lazily():
+    graph = _import_graph(lazy=True)
+    banned = ("beamkit.storage", "beamkit.result", "beamkit.job", "beamkit.widget", "beamkit.server", "beamkit.state",
+              "beamkit.api", "beamkit.cli")
+    for module in (m for m in graph if m.startswith("beamkit.engine")):
+        reached = {m for m in _reach(graph, module) if m.startswith(banned)}
+        assert not reached, f"{module} imports {sorted(reached)}"
+    for path in (PACKAGE / "engine").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in (n.names if isinstance(n, ast.Import) else [ast.alias(n.module or "")])}
+        assert not names & {"os", "pathlib", "shutil", "tempfile", "io"}, f"{path.name} imports {names}"
+        assert not any(isinstance(n, ast.Name) and n.id == "open" for n in ast.walk(tree)), f"{path.name} opens a file"
+
+
+def test_no_module_of_the_package_imports_itself_back_at_import_time():
+    graph = _import_graph(lazy=False)
+    cycles = sorted(m for m in graph if m in _reach(graph, m))
+    assert not cycles, f"import cycles through {cycles}"
+
+
+@pytest.mark.parametrize("module", ["beamkit.engine.beam", "beamkit.storage", "beamkit.result", "beamkit.state",
+                                    "beamkit.job", "beamkit.events"])
+def test_a_core_module_imports_first_in_a_fresh_interpreter(module):
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+# -- the engine with a Recorder that is not storage ------------------------------------------------------
+
+
+class _MemoryRecorder:
+    """Keeps pictures in memory, each one some time after it is handed over (a slow disk)."""
+
+    def __init__(self, log: list[tuple[str, object]]) -> None:
+        self.log = log
+        self.pictures: dict[tuple[int, int], bytes] = {}
+        self.checkpoints: list[str] = []
+
+    def image_path(self, iteration: int, candidate_id: int) -> str:
+        return f"memory:{iteration}-{candidate_id}"
+
+    def save_image(self, iteration: int, candidate_id: int, png: bytes) -> asyncio.Future[None]:
+        saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def land() -> None:
+            self.pictures[(iteration, candidate_id)] = png
+            self.log.append(("saved", (iteration, candidate_id)))
+            saved.set_result(None)
+
+        asyncio.get_running_loop().call_later(0.05, land)
+        return saved
+
+    def checkpoint(self, record) -> None:
+        self.checkpoints.append(f"{record.status}:{len(record.beams)}")
+
+    async def flush(self) -> None:
+        self.log.append(("flushed", None))
+
+
+@pytest.mark.asyncio
+async def test_vision_does_not_wait_for_the_disk_and_a_candidate_is_reported_once_its_picture_is_kept():
+    from beamkit.engine.beam import BeamSearch
+    from beamkit.params import validate
+    from beamkit.providers import resolve
+
+    log: list[tuple[str, object]] = []
+    sim = Simulation(fault=lambda op, args: log.append((op, args[0])) if op == "vision" else None)
+    name = _use(sim)
+    params = validate({"prompt": "a fox", "N": 3, "M": 1, "iterations": 2, "seed": 3, "providers": name})
+    recorder = _MemoryRecorder(log)
+
+    def emit(e) -> None:
+        log.append((e["type"], (e["iteration"], e["candidateId"]) if e["type"] == "candidate" else None))
+
+    search = BeamSearch("job-memory", params, resolve(name, None, temperature=0.8, seed=3, prompt="a fox"), recorder, emit)
+    record = await search.run()
+    assert record.status == "completed" and len(recorder.pictures) == 6
+    assert recorder.checkpoints == ["running:1", "completed:2"] and log[-1] == ("flushed", None)
+    steps = [step for step, _ in log]
+    for c in record.candidates:
+        vision = log.index(("vision", c.combined_prompt))
+        saved = log.index(("saved", c.key))
+        reported = log.index(("candidate", c.key))
+        assert vision < saved < reported, steps
+        assert c.image_path == f"memory:{c.iteration}-{c.candidate_id}"

@@ -7,12 +7,12 @@ import json
 import re
 
 import pytest
+from engine_helpers import by_type, run_job, use
 
 import beamkit
+from beamkit import events as ev
 from beamkit.providers.simulated import Simulation
 from beamkit.storage import read_events
-
-from engine_helpers import by_type, run_job, use
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -114,7 +114,7 @@ async def test_provider_settings_are_never_written(tmp_path):
     await job
     for path in job.folder.iterdir():
         assert secret.encode() not in path.read_bytes(), path
-    assert secret not in json.dumps(job.history)
+    assert secret not in "".join(ev.encode(e) for e in job.history)
 
 
 @pytest.mark.asyncio
@@ -122,7 +122,100 @@ async def test_listeners_see_the_final_status_with_the_final_event(tmp_path):
     for sim, final in ((Simulation(), "completed"), (Simulation(fault=lambda op, a: RuntimeError("x")), "error")):
         job = beamkit.start("a cat", N=2, M=1, iterations=2, providers=use(sim), output=tmp_path, seed=1)
         seen = []
-        job.add_listener(lambda e, job=job: seen.append((e["type"], job.status)))
+        job.add_listener(lambda e, job=job, seen=seen: seen.append((e["type"], job.status)))
         await job.wait() if final == "completed" else await asyncio.gather(job.wait(), return_exceptions=True)
         assert seen[-1][1] == final and seen[-1][0] in ("complete", "error")
         assert all(status == "running" for _, status in seen[:-1])
+
+
+# -- typed events: one encoder, one decoder ------------------------------------------------------
+
+CANDIDATE_KEYS = ["type", "jobId", "iteration", "candidateId", "totalCandidates", "dimension", "parent", "whatPrompt",
+                  "howPrompt", "combinedPrompt", "imageId", "imagePath", "status", "score"]
+
+
+@pytest.mark.asyncio
+async def test_wire_shapes_and_key_order(tmp_path):
+    calls = iter(range(10**6))
+    sim = Simulation(fault=lambda op, a: RuntimeError("boom") if op == "vision" and next(calls) == 2 else None)
+    job, events = await run_job(sim, tmp_path, N=3, M=1, iterations=2)
+    assert list(events[0]) == ["type", "jobId", "config", "timestamp"]
+    its = by_type(events, "iteration")
+    assert list(its[0]) == ["type", "jobId", "iteration", "totalIterations", "dimension", "operation", "status", "timestamp"]
+    assert list(its[1]) == list(its[0])[:-1] + ["beam", "timestamp"]
+    cands = by_type(events, "candidate")
+    ok0 = next(e for e in cands if e["status"] == "ok" and e["iteration"] == 0)
+    ok1 = next(e for e in cands if e["status"] == "ok" and e["iteration"] == 1)
+    failed = next(e for e in cands if e["status"] == "failed")
+    assert list(ok0) == CANDIDATE_KEYS + ["analysis", "strengths", "weaknesses", "imageMetadata", "timestamp"]
+    assert list(ok1) == CANDIDATE_KEYS + ["analysis", "strengths", "weaknesses", "critique", "imageMetadata", "timestamp"]
+    assert list(failed)[:len(CANDIDATE_KEYS) + 1] == CANDIDATE_KEYS + ["error"]
+    # a failed candidate has a score of nulls: clients of the protocol document read score.totalScore
+    assert failed["score"] == {"totalScore": None, "alignmentScore": None, "aestheticScore": None}
+    # the picture was made before vision failed: what the image provider said beside it is kept
+    assert failed["imageMetadata"] == {"seed": failed["imageMetadata"]["seed"]}
+    assert list(events[-1]) == ["type", "jobId", "result", "timestamp"]
+
+
+@pytest.mark.asyncio
+async def test_extension_fields_strengths_critique_and_image_metadata(tmp_path):
+    job, events = await run_job(Simulation(), tmp_path, N=4, M=2, iterations=3)
+    meta = {(c["iteration"], c["candidateId"]): c for c in json.loads((job.folder / "metadata.json").read_text())["candidates"]}
+    for e in by_type(events, "candidate"):
+        parent = e["parent"]
+        if e["iteration"] == 0:
+            assert "critique" not in e
+        else:
+            # the critique of the parent that this refinement answered, as the parent keeps it
+            key = f"iter{e['iteration']}-{e['dimension']}"
+            assert e["critique"] == meta[(parent["iteration"], parent["candidateId"])]["critiques"][key]
+            assert e["critique"].startswith(f"critique of ({parent['iteration']}, {parent['candidateId']})")
+        assert e["strengths"] == [] and e["weaknesses"] == []  # the simulated vision names none
+        assert e["imageMetadata"]["seed"] == meta[(e["iteration"], e["candidateId"])]["imageMetadata"]["seed"]
+        assert meta[(e["iteration"], e["candidateId"])]["critique"] == e.get("critique")
+    loaded = beamkit.load(job.folder)
+    refined = next(c for c in loaded.candidates if c.iteration == 2)
+    assert refined.critique and refined.image_metadata.get("seed") is not None
+
+
+@pytest.mark.asyncio
+async def test_decode_is_the_inverse_of_encode(tmp_path):
+    job, events = await run_job(Simulation(fail_rate=0.2), tmp_path, N=4, M=2, iterations=2, seed=3)
+    lines = (job.folder / "events.jsonl").read_text().splitlines()
+    assert lines == [ev.encode(e) for e in job.history]  # the one text, on disk and on the wire
+    for line, e in zip(lines, job.history):
+        assert ev.encode(e) is ev.encode(e)  # encoded once per event
+        back = ev.decode(json.loads(line))
+        assert type(back) is type(e) and back == e and ev.encode(back) == line
+    assert isinstance(job.history[0], ev.StartedEvent) and isinstance(job.history[-1], ev.TERMINAL_TYPES)
+    with pytest.raises(TypeError):
+        job.history[0]["jobId"] = "job-other"  # an event is a value
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "candidate", "jobId": "job-x", "candidateId": 1, "score": {}},
+    {"type": "candidate", "jobId": "job-x", "iteration": 0, "candidateId": True, "score": {}},
+    {"type": "candidate", "jobId": "job-x", "iteration": 0, "candidateId": 1, "status": "ok"},
+    {"type": "candidate", "jobId": "job-x", "iteration": 0, "candidateId": 1, "score": {"totalScore": "high"}},
+    {"type": "candidate", "jobId": "job-x", "iteration": 1, "candidateId": 1, "score": {}, "parent": {"iteration": 0}},
+    {"type": "iteration", "jobId": "job-x", "iteration": 0, "status": "halfway"},
+    {"type": "iteration", "jobId": "job-x", "iteration": 0, "status": "completed", "beam": {"0": 1}},
+    {"type": "complete", "jobId": "job-x"},
+    {"type": "error", "jobId": "job-x", "error": "boom"},
+    {"type": "error", "jobId": "job-x", "error": {"message": "boom"}},
+    {"type": "started", "jobId": 7, "config": {}},
+])
+def test_decode_names_what_is_wrong_with_a_malformed_event(bad):
+    with pytest.raises(ValueError, match=f"malformed {bad['type']} event"):
+        ev.decode(bad)
+
+
+def test_decode_keeps_what_it_does_not_know():
+    unknown = ev.decode({"type": "judged", "jobId": "job-x", "winner": 2})
+    assert isinstance(unknown, ev.UnknownEvent) and unknown == {"type": "judged", "jobId": "job-x", "winner": 2}
+    newer = {"type": "error", "jobId": "job-x", "error": {"message": "m", "code": "RATE_LIMIT"}, "retryIn": 5,
+             "timestamp": "2025-01-01T00:00:00.000Z"}
+    e = ev.decode(newer)
+    assert isinstance(e, ev.ErrorEvent) and e.extra == {"retryIn": 5} and ev.encode(e) == json.dumps(newer)
+    with pytest.raises(ValueError):
+        ev.decode(["not", "an", "object"])

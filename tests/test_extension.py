@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
+from traitlets import TraitError
+from traitlets.config import Config
+from traitlets.config.loader import DeferredConfigString
 
 from beamkit.client import Client
 from beamkit.errors import BeamkitError
 from beamkit.server.extension import BeamkitExtension
+from beamkit.settings import BeamkitSettings
 
 SMALL = {"N": 3, "M": 2, "iterations": 2, "seed": 5}
 ROUTES = [("GET", "health"), ("POST", "api/beam-search"), ("GET", "api/job/job-abc"), ("POST", "api/job/job-abc/cancel"),
@@ -27,8 +31,8 @@ ROUTES = [("GET", "health"), ("POST", "api/beam-search"), ("GET", "api/job/job-a
 def jp_server_config(tmp_path, providers):
     return {
         "ServerApp": {"jpserver_extensions": {"beamkit": True}},
-        "BeamkitExtension": {"output_dir": str(tmp_path / "sessions-out"), "providers": providers.name, "max_jobs": 2,
-                             "provider_settings": {providers.name: {"llm_model": "from-traitlets", "api_key": "sk-config"}}},
+        "BeamkitSettings": {"output": str(tmp_path / "sessions-out"), "providers": providers.name, "max_jobs": 2,
+                            "provider_settings": {providers.name: {"llm_model": "from-traitlets", "api_key": "sk-config"}}},
     }
 
 
@@ -60,9 +64,25 @@ async def follow(jp_ws_fetch, job_id):
 async def test_the_extension_is_loaded_with_its_settings(jp_serverapp, tmp_path, providers):
     ext = extension(jp_serverapp)
     assert isinstance(ext, BeamkitExtension) and ext.name == "beamkit"
+    assert isinstance(ext.beamkit, BeamkitSettings) and ext.beamkit.max_jobs == 2
     assert ext.manager.max_jobs == 2
     assert ext.manager.default_providers == providers.name
     assert Path(ext.manager.output) == tmp_path / "sessions-out"
+
+
+def test_the_extensions_old_setting_names_still_work():
+    old = {"output_dir": "old-out", "max_jobs": 3, "providers": "old-set", "max_queue": 50, "max_connections": 6,
+           "provider_settings": {"old-set": {"llm_model": "m"}}}
+    got = BeamkitExtension(config=Config({"BeamkitExtension": old})).settings_from_config()
+    assert (got.output, got.max_jobs, got.providers, got.max_queue, got.max_connections, got.provider_settings) == (
+        "old-out", 3, "old-set", 50, 6, {"old-set": {"llm_model": "m"}})
+    # where both are set, the new name wins; a value from Jupyter's command line is read as the setting's type
+    both = Config({"BeamkitExtension": {"max_jobs": DeferredConfigString("3"), "output_dir": "old-out"},
+                   "BeamkitSettings": {"max_jobs": DeferredConfigString("5")}})
+    got = BeamkitExtension(config=both).settings_from_config()
+    assert (got.max_jobs, got.output) == (5, "old-out")
+    with pytest.raises(TraitError, match="must be at least 1"):
+        BeamkitExtension(config=Config({"BeamkitExtension": {"max_jobs": 0}})).settings_from_config()
 
 
 async def test_rest_and_websocket_under_the_base_url(jp_fetch, jp_ws_fetch, jp_serverapp, tmp_path):
@@ -82,6 +102,8 @@ async def test_rest_and_websocket_under_the_base_url(jp_fetch, jp_ws_fetch, jp_s
     assert [j["jobId"] for j in listing["jobs"]] == [job_id]
     code, doc = await fetch_json(jp_fetch, "api", "openapi.json")
     assert code == 200 and doc["openapi"].startswith("3.")
+    # paths resolve under the extension's prefix, not against Jupyter's root
+    assert doc["servers"][0]["url"].startswith("http://") and doc["servers"][0]["url"].endswith("/beamkit")
     assert (tmp_path / "sessions-out" / "sessions" / job_id / "events.jsonl").exists()
 
 
@@ -191,7 +213,7 @@ def test_a_real_jupyter_server(jupyter_env, tmp_path, token):
     port = _free_port()
     cmd = [sys.executable, "-m", "jupyter", "server", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={token}",
-           "--BeamkitExtension.max_jobs=1"]
+           "--BeamkitSettings.max_jobs=1", "--BeamkitExtension.max_queue=7"]
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen(cmd, env=jupyter_env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -201,6 +223,9 @@ def test_a_real_jupyter_server(jupyter_env, tmp_path, token):
         proc.terminate()
         proc.wait(30)
         log.close()
+    logged = (tmp_path / "server.log").read_text()
+    assert "c.BeamkitExtension.max_queue is deprecated; use c.BeamkitSettings.max_queue" in logged
+    assert "not recognized" not in logged
 
 
 def _wait_until_listening(proc: subprocess.Popen, port: int, timeout: float = 60) -> None:
@@ -230,6 +255,8 @@ async def _check_real_server(port: int, token: str, root: Path) -> None:
 
     auth = {"Authorization": f"token {token}"} if token else {}
     assert await code_of("/health", auth) == 200
+    health = json.loads((await http.fetch(base + "/health", headers=auth)).body)
+    assert health["maxJobs"] == 1  # --BeamkitSettings.max_jobs=1 on Jupyter's command line
     assert await code_of("/api/jobs", auth) == 200
     if token:
         assert await code_of("/health", {}) == 403

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import by_type, run_job
 from PIL import Image
 from server_helpers import recv, send, start_server, until_terminal
 from tornado.httpclient import HTTPRequest
@@ -28,17 +29,16 @@ import beamkit
 from beamkit import storage
 from beamkit.errors import ErrorCode
 from beamkit.providers import register, unregister
-from beamkit.providers.base import DEFAULT_CALL_TIMEOUT, ProviderSet
-from beamkit.providers.simulated import Simulation
-from engine_helpers import by_type, run_job
+from beamkit.providers.base import DEFAULT_CALL_TIMEOUT, RoleHandle, RoleOptions
+from beamkit.providers.simulated import SimulatedProvider, Simulation
 
 # -- the engine's per-call timeout -------------------------------------------------------------------
 
 
 def test_the_default_call_timeout_is_generous_and_every_set_has_one():
     assert DEFAULT_CALL_TIMEOUT >= 300
-    assert ProviderSet("x", None, None, None).call_timeout == DEFAULT_CALL_TIMEOUT  # type: ignore[arg-type]
-    assert Simulation().factory(beamkit.providers.ProviderOptions()).call_timeout == DEFAULT_CALL_TIMEOUT
+    assert RoleHandle(None).call_timeout == DEFAULT_CALL_TIMEOUT
+    assert Simulation().provider.create("image", RoleOptions("image")).call_timeout == DEFAULT_CALL_TIMEOUT
 
 
 def first(kind: str, held: list[tuple[Any, ...]]):
@@ -105,7 +105,8 @@ def check_session(folder: Path, events: list[dict[str, Any]]) -> beamkit.Result:
             with Image.open(path) as img:
                 img.verify()
         else:
-            assert e["error"]["code"] in vars(ErrorCode).values() and "score" not in e
+            assert e["error"]["code"] in vars(ErrorCode).values()
+            assert e["score"] == {"totalScore": None, "alignmentScore": None, "aestheticScore": None}
     result = beamkit.load(folder)
     ok = {(e["iteration"], e["candidateId"]) for e in by_type(events, "candidate") if e["status"] == "ok"}
     assert {c.key for c in result.candidates if c.ok} == ok
@@ -190,7 +191,7 @@ SERVE = textwrap.dedent("""
     from beamkit.providers.simulated import Simulation
 
     sim = Simulation(name="held", image_latency=0.005, block=lambda op, args: op == "critique" and args[1] == "how")
-    register("held", sim.factory)
+    register("held", sim.provider)
     sys.exit(main(["serve", "--port", sys.argv[1], "--output", sys.argv[2], "--providers", "held"]))
 """)
 
@@ -269,7 +270,8 @@ async def test_a_server_killed_mid_job_serves_the_finished_part_after_a_restart(
         code, status = await client.json(f"/api/job/{job_id}")
         assert code == 200 and status["status"] == "error" and status["interrupted"] is True
         assert status["error"]["code"] == "INTERNAL_ERROR" and "interrupted" in status["error"]["message"]
-        assert status["progress"]["candidatesProcessed"] == 6 and status["progress"]["currentIteration"] == 1
+        # the iteration it was in when it stopped, as a live job's progress says it
+        assert status["progress"]["candidatesProcessed"] == 6 and status["progress"]["currentIteration"] == 2
         code, listing = await client.json("/api/jobs")
         row = next(j for j in listing["jobs"] if j["jobId"] == job_id)
         assert row["status"] == "error" and row["interrupted"] is True
@@ -304,28 +306,35 @@ async def test_a_provider_answer_that_is_not_text_costs_its_candidate_not_the_jo
     sim = Simulation()
     broken: list[str] = []
 
-    def factory(options: beamkit.providers.ProviderOptions) -> ProviderSet:
-        s = sim.factory(options)
-        combine, analyze = s.llm.combine, s.vision.analyze
+    class BrokenText(SimulatedProvider):
+        def create(self, role: str, options: RoleOptions) -> RoleHandle:
+            handle = super().create(role, options)
+            s = handle.impl
+            if role == "llm":
+                combine = s.combine
 
-        async def bad_combine(what: str, how: str, *, seed: int) -> str:
-            text = await combine(what, how, seed=seed)
-            if not broken:
-                broken.append(text)
-                return text + " \ud83d"
-            return text
+                async def bad_combine(what: str, how: str, *, seed: int) -> str:
+                    text = await combine(what, how, seed=seed)
+                    if not broken:
+                        broken.append(text)
+                        return text + " \ud83d"
+                    return text
 
-        async def bad_analyze(image: bytes, user_prompt: str, *, seed: int) -> Any:
-            result = await analyze(image, user_prompt, seed=seed)
-            if len(broken) == 1:
-                broken.append("analysis")
-                result.strengths = ["fine", "\udfff"]
-            return result
+                s.combine = bad_combine
+            elif role == "vision":
+                analyze = s.analyze
 
-        s.llm.combine, s.vision.analyze = bad_combine, bad_analyze
-        return s
+                async def bad_analyze(image: bytes, user_prompt: str, *, seed: int) -> Any:
+                    result = await analyze(image, user_prompt, seed=seed)
+                    if len(broken) == 1:
+                        broken.append("analysis")
+                        result.strengths = ["fine", "\udfff"]
+                    return result
 
-    register("broken-text", factory)
+                s.analyze = bad_analyze
+            return handle
+
+    register("broken-text", BrokenText(sim))
     try:
         job = beamkit.start("a fox", N=3, M=1, iterations=2, seed=5, providers="broken-text", output=tmp_path)
         events = [e async for e in job.events()]

@@ -50,7 +50,7 @@ async def test_20_jobs_with_5_subscribers_each_lose_nothing_and_leak_nothing(tmp
         assert await settled(lambda: not sockets), f"{len(sockets)} sockets still open on the server"
         await server.manager.idle()
         assert server.manager.running == 0 and not server.manager._live  # finished jobs are let go
-        assert len(server.manager._replays) <= server.manager._replay_cache
+        assert server.manager.replays.held <= server.manager.replays.budget
         gc.collect()
         assert await settled(lambda: open_fds() <= fds0), f"file descriptors: {fds0} before, {open_fds()} after"
         assert rss_bytes() - rss0 < 64 * 1024 * 1024  # generous: 1,900 messages must not cost real memory

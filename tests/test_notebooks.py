@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -142,3 +143,61 @@ def test_real_providers_paid_cells_run_against_a_compatible_server(tmp_path: Pat
     ops = fake_openai_env.count()
     assert ops["image"] >= 8 and ops["vision"] >= 8, ops  # the paid job and the local-server job called it
     assert os.environ["OPENAI_API_KEY"] not in json.dumps(nb)  # the key shows nowhere in the saved notebook
+
+
+SAVED_JOB = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "start",
+         "source": "import beamkit\njob = beamkit.start('a lighthouse in a storm', N=3, M=1, iterations=2, seed=4)\njob"},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "wait",
+         "source": "result = await job\nprint(result.status)"},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "loaded",
+         "source": "beamkit.load(job.folder)"},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def _saved_job(workdir: Path) -> Any:
+    """Run SAVED_JOB as a notebook server's runner does, without saving widget state (JupyterLab's default)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.from_dict(json.loads(json.dumps(SAVED_JOB)))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    path = workdir / "saved.ipynb"
+    nbformat.write(nb, path)
+    return nbformat.read(path, as_version=4)
+
+
+def test_a_saved_notebook_keeps_the_final_static_view_of_a_job(tmp_path: Path) -> None:
+    """The job's output, as saved, says how it ended and shows its best picture without a kernel."""
+    from PIL import Image
+
+    nb = _saved_job(tmp_path)
+    live, static = nb.cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in live.data  # the widget, for a running kernel
+    assert "pending" not in live.data["text/plain"]
+    # the display update sent when the job ended (from the job's own task, during the next cell) was kept
+    text, page = static.data["text/plain"], static.data["text/html"]
+    assert "completed, 6/6 candidates" in text and "best " in text
+    assert 'class="bk-static"' in page and 'data-status="completed"' in page
+    data_url = re.search(r'src="data:image/(webp|jpeg);base64,([^"]+)"', page)
+    assert data_url is not None
+    picture = Image.open(io.BytesIO(base64.b64decode(data_url.group(2))))
+    assert max(picture.size) <= 256  # a small inline picture, not the full PNG
+    assert page.count("<tr>") == 1 + 2  # the header and both iterations
+    assert len(page) < 40_000
+    # a loaded session carries its static view at once
+    _, loaded = nb.cells[2].outputs
+    assert 'data-status="completed"' in loaded.data["text/html"]
+
+
+def test_nbconvert_shows_the_static_view_of_a_saved_notebook(tmp_path: Path) -> None:
+    """nbconvert (and so nbviewer) has no widget state to draw from: it shows the static view."""
+    from nbconvert import HTMLExporter
+
+    nb = _saved_job(tmp_path)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    assert body.count('class="bk-static"') == 2
+    assert "data:image/" in body and "completed" in body

@@ -1,4 +1,4 @@
-"""The offline provider set: a small deterministic world in which refinement moves the scores."""
+"""The offline provider: a small deterministic world in which refinement moves the scores."""
 
 from __future__ import annotations
 
@@ -11,12 +11,17 @@ import pytest
 from PIL import Image
 
 from beamkit.candidate import HOW, WHAT, Candidate
-from beamkit.providers.base import LLM, ImageModel, ProviderOptions, Vision
-from beamkit.providers.offline import create
+from beamkit.providers import Roles, resolve
+from beamkit.providers.base import LLM, ImageModel, Vision
 from beamkit.providers.offline.llm import OfflineLLM, parse_edits
 from beamkit.providers.offline.painter import paint
 from beamkit.providers.offline.vision import judge, measure
 from beamkit.providers.offline.vocab import BY_CATEGORY, HOW_CATEGORIES, WHAT_CATEGORIES, find_terms, keys_in
+
+
+def create(temperature: float = 0.8, seed: int = 0) -> Roles:
+    """Every role of the offline provider, as a job gets them."""
+    return resolve("offline", temperature=temperature, seed=seed)
 
 
 def _rgb(png: bytes) -> np.ndarray:
@@ -36,8 +41,8 @@ def _mean_over_seeds(prompt: str, fn, seeds=range(4)) -> float:
 
 
 def test_create_builds_a_complete_offline_set():
-    ps = create(ProviderOptions(temperature=0.8, seed=1))
-    assert ps.name == "offline"
+    ps = create(temperature=0.8, seed=1)
+    assert ps.providers == {"llm": "offline", "image": "offline", "vision": "offline"}
     assert isinstance(ps.llm, LLM) and isinstance(ps.image, ImageModel) and isinstance(ps.vision, Vision)
     assert ps.limits["image"].concurrency == 2 and ps.limits["vision"].concurrency == 2
     assert ps.limits["llm"].concurrency is None
@@ -45,10 +50,12 @@ def test_create_builds_a_complete_offline_set():
     assert usage["totalCost"] == 0.0 and usage["models"]["offline-painter"]["images"] == 0
 
 
-def test_registry_resolves_offline():
-    from beamkit.providers.registry import create as registry_create
+def test_registry_finds_offline_through_its_entry_point():
+    from beamkit.providers import registry
+    from beamkit.providers.offline import OfflineProvider
 
-    assert registry_create("offline", ProviderOptions()).name == "offline"
+    assert registry.entry("offline").origin == "builtin"
+    assert isinstance(registry.get("offline"), OfflineProvider)
 
 
 def test_vocabulary_is_large_enough_and_parses_phrases():
@@ -61,7 +68,7 @@ def test_vocabulary_is_large_enough_and_parses_phrases():
 
 @pytest.mark.asyncio
 async def test_usage_counts_calls():
-    ps = create(ProviderOptions(seed=3))
+    ps = create(seed=3)
     w = await ps.llm.expand("a fox", WHAT, seed=1)
     h = await ps.llm.expand("a fox", HOW, seed=2)
     prompt = await ps.llm.combine(w, h, seed=3)
@@ -78,7 +85,7 @@ async def test_usage_counts_calls():
 
 @pytest.mark.asyncio
 async def test_generate_is_deterministic_for_a_seed_and_varies_across_seeds():
-    ps = create(ProviderOptions())
+    ps = create()
     a = await ps.image.generate("a fox in a forest at dawn, oil painting", seed=7)
     b = await ps.image.generate("a fox in a forest at dawn, oil painting", seed=7)
     c = await ps.image.generate("a fox in a forest at dawn, oil painting", seed=8)
@@ -155,7 +162,7 @@ def test_framing_words_improve_composition_on_average():
 
 @pytest.mark.asyncio
 async def test_generate_does_not_block_the_event_loop():
-    ps = create(ProviderOptions())
+    ps = create()
     ticks = 0
     done = asyncio.Event()
 
@@ -177,7 +184,7 @@ async def test_generate_does_not_block_the_event_loop():
 
 @pytest.mark.asyncio
 async def test_vision_is_deterministic_and_in_range():
-    ps = create(ProviderOptions())
+    ps = create()
     png, _ = paint("a lighthouse by the ocean at dawn, golden hour, sharp focus", 2)
     a = await ps.vision.analyze(png, "a lighthouse at dawn", seed=1)
     b = await ps.vision.analyze(png, "a lighthouse at dawn", seed=99)
@@ -295,7 +302,7 @@ async def test_how_critique_reads_aesthetic_weaknesses():
 @pytest.mark.asyncio
 async def test_refine_moves_scores_up_on_average():
     """Critique then refine, judged by the painter and the vision model: children beat their parent."""
-    ps = create(ProviderOptions(temperature=0.8))
+    ps = create(temperature=0.8)
     user = "a lighthouse at dawn"
     parent = _candidate("a tower on a cliff at night, birds in flight, a small boat", "moonlight, soft focus, muted tones")
     png = (await ps.image.generate(parent.combined_prompt, seed=1)).png

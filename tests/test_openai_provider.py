@@ -1,4 +1,4 @@
-"""The ``openai`` provider set, with the real ``openai.AsyncOpenAI`` client over HTTP to a local test server."""
+"""The ``openai`` provider, with the real ``openai.AsyncOpenAI`` client over HTTP to a local test server."""
 
 from __future__ import annotations
 
@@ -7,39 +7,33 @@ import base64
 import io
 import json
 import logging
+import os
 from typing import Any
 
 import pytest
+from openai_server import TEST_KEY, FakeOpenAI, openai_server  # noqa: F401 - the fixture
 from PIL import Image
 
 from beamkit.candidate import Candidate
 from beamkit.errors import BeamkitError, ErrorCode, InvalidRequest
-from beamkit.providers import Limit, ProviderOptions, registry
-from beamkit.providers.openai import create
-from beamkit.providers.openai.estimate import calls, estimate
+from beamkit.estimate import calls, estimate
+from beamkit.providers import Limit, Roles, resolve
 from beamkit.providers.openai.parse import ReplyError, clean_text, parse_scores
 
-from openai_server import TEST_KEY, FakeOpenAI, openai_server  # noqa: F401 - the fixture
-
 USER = "a red fox sleeping in fresh snow"
-ENV_VARS = [
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "BEAMKIT_LLM_MODEL", "BEAMKIT_IMAGE_MODEL", "BEAMKIT_VISION_MODEL",
-    "BEAMKIT_OPENAI_TIMEOUT", "BEAMKIT_OPENAI_MAX_RETRIES", "BEAMKIT_IMAGE_PER_MINUTE", "BEAMKIT_IMAGE_CONCURRENCY",
-    "BEAMKIT_LLM_PER_MINUTE", "BEAMKIT_LLM_CONCURRENCY", "BEAMKIT_VISION_PER_MINUTE", "BEAMKIT_VISION_CONCURRENCY",
-    "BEAMKIT_IMAGE_SIZE", "BEAMKIT_IMAGE_QUALITY", "BEAMKIT_VISION_DETAIL", "BEAMKIT_OPENAI_PRICES",
-    "BEAMKIT_OPENAI_JSON_MODE", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
-]
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    """No key, URL, model or limit from the machine's environment."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "BEAMKIT_")):
+            monkeypatch.delenv(name)
 
 
-def make(server: FakeOpenAI, **settings: Any):
+def make(server: FakeOpenAI, **settings: Any) -> Roles:
     base = {"api_key": TEST_KEY, "base_url": server.base_url, "max_retries": 2}
-    return create(ProviderOptions(temperature=0.9, seed=11, settings={**base, **settings}))
+    return resolve("openai", {**base, **settings}, temperature=0.9, seed=11)
 
 
 def parent() -> Candidate:
@@ -62,44 +56,75 @@ def assert_no_key(*texts: Any) -> None:
 
 def test_no_key_is_a_fatal_auth_error():
     with pytest.raises(BeamkitError) as info:
-        create(ProviderOptions())
+        resolve("openai")
     assert info.value.code == ErrorCode.AUTH_ERROR and info.value.fatal
     assert "OPENAI_API_KEY" in info.value.message
-    # through the registry as the engine calls it
     with pytest.raises(BeamkitError) as info:
-        registry.create("openai", ProviderOptions(settings={"api_key": "  "}))
+        resolve("openai", {"api_key": "  "})
     assert info.value.code == ErrorCode.AUTH_ERROR
+    # one role without a key is enough: it names the role and its own variable
+    with pytest.raises(BeamkitError) as info:
+        resolve("openai", {"llm": {"api_key": "k1"}, "vision": {"api_key": "k2"}})
+    assert info.value.code == ErrorCode.AUTH_ERROR and "image role" in info.value.message
+    assert "BEAMKIT_IMAGE_API_KEY" in info.value.message
 
 
 def test_settings_come_from_arguments_then_environment_then_defaults(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
-    ps = create(ProviderOptions())
-    assert ps.name == "openai"
-    assert ps.config["llmModel"] == "gpt-4o-mini" and ps.config["imageModel"] == "gpt-image-1-mini"
-    assert ps.limits == {"llm": Limit(8, 300), "image": Limit(3, 5), "vision": Limit(4, 300)}
+    ps = resolve("openai")
+    assert ps.providers == {"llm": "openai", "image": "openai", "vision": "openai"}
+    assert ps.info["llm"]["model"] == "gpt-4o-mini" and ps.info["image"]["model"] == "gpt-image-1-mini"
+    assert ps.limits == {"llm": Limit(8), "image": Limit(3), "vision": Limit(4)}  # no per-minute cap by default
 
     monkeypatch.setenv("BEAMKIT_LLM_MODEL", "gpt-4.1-mini")
     monkeypatch.setenv("BEAMKIT_VISION_MODEL", "gpt-4.1-mini")
     monkeypatch.setenv("BEAMKIT_IMAGE_PER_MINUTE", "12")
     monkeypatch.setenv("BEAMKIT_OPENAI_TIMEOUT", "30")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    ps = create(ProviderOptions(settings={"vision_model": "gpt-4o", "limits": {"llm": {"concurrency": 2, "per_minute": 0}}}))
-    assert ps.config["llmModel"] == "gpt-4.1-mini"
-    assert ps.config["visionModel"] == "gpt-4o"  # the argument beats the environment
-    assert ps.config["timeout"] == 30.0 and ps.config["baseUrl"] == "http://127.0.0.1:9/v1"
+    ps = resolve("openai", {"vision_model": "gpt-4o", "limits": {"llm": {"concurrency": 2, "per_minute": 0}}})
+    assert ps.info["llm"]["model"] == "gpt-4.1-mini"
+    assert ps.info["vision"]["model"] == "gpt-4o"  # the argument (by its 0.1 name) beats the environment
+    assert ps.info["llm"]["timeout"] == 30.0 and ps.info["llm"]["baseUrl"] == "http://127.0.0.1:9/v1"
     assert ps.limits["image"] == Limit(3, 12) and ps.limits["llm"] == Limit(2, None)
-    assert TEST_KEY not in repr(ps) and TEST_KEY not in json.dumps(ps.config)
+    assert TEST_KEY not in repr(ps) and TEST_KEY not in json.dumps(ps.info)
+
+
+def test_each_role_takes_its_own_base_url_key_and_model(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-shared-fallback")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:7/v1")
+    monkeypatch.setenv("BEAMKIT_IMAGE_BASE_URL", "http://127.0.0.1:8/v1")
+    monkeypatch.setenv("BEAMKIT_IMAGE_API_KEY", "sk-image-only")
+    monkeypatch.setenv("BEAMKIT_IMAGE_MODEL", "flux-local")
+    ps = resolve("openai", {"vision": {"model": "llava"}, "llm": {"base_url": "http://127.0.0.1:6/v1"}})
+    assert {r: ps.info[r]["baseUrl"] for r in ("llm", "image", "vision")} == {
+        "llm": "http://127.0.0.1:6/v1", "image": "http://127.0.0.1:8/v1", "vision": "http://127.0.0.1:7/v1"}
+    assert {r: ps.info[r]["model"] for r in ("llm", "image", "vision")} == {
+        "llm": "gpt-4o-mini", "image": "flux-local", "vision": "llava"}
+    keys = {r: ps.handles[r].impl._b.config.api_key for r in ("llm", "image", "vision")}
+    assert keys == {"llm": "sk-shared-fallback", "image": "sk-image-only", "vision": "sk-shared-fallback"}
+    # roles on different servers have their own limiter; two jobs on one server share one per role
+    assert len({ps.limit_keys[r] for r in ("llm", "image", "vision")}) == 3
+    assert resolve("openai").limit_keys["vision"] == ps.limit_keys["vision"]
+    assert resolve("openai").limit_keys["llm"] != ps.limit_keys["llm"]
 
 
 @pytest.mark.parametrize(
     "settings,field",
     [({"llm_modle": "x"}, "llm_modle"), ({"timeout": "soon"}, "timeout"), ({"max_retries": -1}, "max_retries"),
-     ({"limits": {"gpu": {}}}, "limits"), ({"prices": {"m": {"input": -1}}}, "prices")],
+     ({"limits": {"gpu": {}}}, "limits"), ({"prices": {"m": {"input": -1}}}, "prices"),
+     ({"image": {"size": 512}}, "image.size"), ({"llm": {"quality": "high"}}, "llm.quality"),
+     ({"send_image_seed": "maybe"}, "send_image_seed"), ({"vision": {"temperature": 3}}, "vision.temperature")],
 )
 def test_bad_settings_are_rejected_by_name(settings, field):
     with pytest.raises(InvalidRequest) as info:
-        create(ProviderOptions(settings={"api_key": TEST_KEY, **settings}))
+        resolve("openai", {"api_key": TEST_KEY, **settings})
     assert info.value.field == field and info.value.fatal
+
+
+def test_a_mistyped_key_is_named_but_never_shown():
+    with pytest.raises(InvalidRequest) as info:
+        resolve("openai", {"api_key": ["sk-secret-in-a-list"]})
+    assert info.value.field == "api_key" and "sk-secret-in-a-list" not in info.value.message
 
 
 # --- each method over HTTP ----------------------------------------------------------------------
@@ -150,9 +175,11 @@ async def test_every_method_talks_to_the_server(openai_server):
     assert img["model"] == "gpt-image-1-mini" and img["prompt"] == combined and img["n"] == 1
     assert "response_format" not in img  # GPT image models refuse it and always answer in base64
 
-    # the vision request: the user's own prompt, a PNG data URL, JSON asked for
+    # the vision request: the user's own prompt, a PNG data URL, the scores' JSON schema asked for
     vbody = reqs[4].body
-    assert vbody["response_format"] == {"type": "json_object"}
+    assert vbody["response_format"]["type"] == "json_schema"
+    schema = vbody["response_format"]["json_schema"]["schema"]
+    assert set(schema["required"]) == {"alignment", "aesthetics", "analysis", "strengths", "weaknesses"}
     parts = vbody["messages"][1]["content"]
     text = next(p["text"] for p in parts if p["type"] == "text")
     url = next(p["image_url"] for p in parts if p["type"] == "image_url")
@@ -186,12 +213,12 @@ async def test_usage_counts_tokens_and_images_per_model_with_overridable_prices(
 
 
 @pytest.mark.asyncio
-async def test_aclose_closes_the_one_client(openai_server):
+async def test_aclose_closes_each_roles_client(openai_server):
     ps = make(openai_server)
-    backend = ps.llm._b
-    assert ps.image._b is backend and ps.vision._b is backend  # one AsyncOpenAI per provider set
+    backends = [ps.llm._b, ps.image._b, ps.vision._b]
+    assert len({id(b.client) for b in backends}) == 3  # each role its own client: its own URL and key
     await ps.aclose()
-    assert backend.client.is_closed()
+    assert all(b.client.is_closed() for b in backends)
     await ps.aclose()  # twice is harmless
 
 
@@ -265,7 +292,7 @@ async def test_a_wrong_key_echoed_by_the_server_is_scrubbed(openai_server, caplo
     for name in ("openai", "httpx", "httpx2", "httpcore", "httpcore2", "beamkit"):
         caplog.set_level(logging.DEBUG, logger=name)
     wrong = "sk-proj-WRONGKEY-abcdefghijklmnop0123"
-    ps = create(ProviderOptions(settings={"api_key": wrong, "base_url": openai_server.base_url}))
+    ps = resolve("openai", {"api_key": wrong, "base_url": openai_server.base_url})
     with pytest.raises(BeamkitError) as info:
         await ps.llm.expand(USER, "what", seed=1)
     await ps.aclose()
@@ -644,3 +671,149 @@ async def test_cancelling_a_job_aborts_its_requests_in_flight(openai_server, tmp
         await asyncio.wait_for(rec.closed.wait(), 2.0)
         assert rec.closed_early
     assert loop.time() - t0 < 1.0
+
+
+# --- roles from different servers and providers ---------------------------------------------------
+
+@pytest.mark.asyncio
+async def test_a_fully_local_setup_llm_and_vision_on_one_server_images_on_another(openai_server, tmp_path, monkeypatch):
+    import beamkit
+
+    images = await FakeOpenAI(api_key="sk-image-server-0123456789").start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        monkeypatch.setenv("BEAMKIT_IMAGE_BASE_URL", images.base_url)
+        monkeypatch.setenv("BEAMKIT_IMAGE_API_KEY", images.api_key)
+        monkeypatch.setenv("BEAMKIT_IMAGE_MODEL", "local-diffusion")
+        monkeypatch.setenv("BEAMKIT_IMAGE_PER_MINUTE", "0")
+        result = await beamkit.search(USER, N=3, M=2, iterations=2, seed=1, providers="openai", output=tmp_path,
+                                      provider_settings={"max_retries": 0})
+    finally:
+        await images.stop()
+    assert result.status == "completed" and result.best is not None
+    assert {r.kind for r in openai_server.requests} == {"llm", "vision"}
+    assert [r.kind for r in images.requests] == ["image"] * 6  # every picture, and nothing else, from the other
+    assert all(r.body["model"] == "local-diffusion" for r in images.requests)
+    # each server got its own key, and only it
+    assert all(r.headers["authorization"] == f"Bearer {images.api_key}" for r in images.requests)
+    assert all(r.headers["authorization"] == f"Bearer {TEST_KEY}" for r in openai_server.requests)
+    # what the image provider said beside the picture is kept on the candidate and on disk
+    assert result.best.image_metadata["model"] == "local-diffusion"
+    meta = json.loads((result.folder / "metadata.json").read_text())
+    assert all(c["imageMetadata"]["model"] == "local-diffusion" for c in meta["candidates"] if c["status"] == "ok")
+    assert images.api_key not in session_texts(tmp_path)
+    assert result.usage["models"]["local-diffusion"]["images"] == 6  # the roles' usage, merged
+    assert result.usage["models"]["gpt-4o-mini"]["calls"] == calls(3, 2, 2)["llm"] + 6
+
+
+@pytest.mark.asyncio
+async def test_roles_of_two_providers_in_one_job(openai_server, tmp_path):
+    import beamkit
+
+    providers = {"llm": "openai", "image": "offline", "vision": "openai"}
+    job = beamkit.start(USER, N=3, M=1, iterations=2, seed=1, providers=providers, output=tmp_path,
+                        provider_settings={"api_key": TEST_KEY, "base_url": openai_server.base_url, "max_retries": 0})
+    events = [e async for e in job.events()]
+    result = await job
+    assert result.status == "completed"
+    assert events[0]["config"]["providers"] == providers  # echoed as it was asked
+    assert {r.kind for r in openai_server.requests} == {"llm", "vision"}
+    assert openai_server.count("kind")["vision"] == 6
+    # offline painted the pictures, and said so beside each
+    assert all(c.image_metadata["model"] == "offline-painter" for c in result.candidates if c.ok)
+    assert set(result.usage["models"]) == {"gpt-4o-mini", "offline-painter"}
+
+
+@pytest.mark.asyncio
+async def test_what_the_image_server_says_beside_the_picture_is_kept(openai_server):
+    ps = make(openai_server, image={"model": "dall-e-3", "quality": "none", "send_seed": True})
+    image = await ps.image.generate("a fox", seed=42)
+    await ps.aclose()
+    assert image.metadata["model"] == "dall-e-3" and image.metadata["seed"] == 42
+    assert image.metadata["revisedPrompt"] == "A detailed painting of a fox"
+    assert image.metadata["quality"] is None and "quality" not in openai_server.requests[0].body
+    assert openai_server.requests[0].body["response_format"] == "b64_json"  # not a GPT image model
+    assert openai_server.requests[0].body["seed"] == 42
+
+
+# --- compatible servers as they really answer (issue 13, item 3) --------------------------------
+
+@pytest.mark.asyncio
+async def test_an_image_answered_as_a_url_is_fetched(openai_server):
+    ps = make(openai_server)
+    openai_server.image_reply = "url"  # LiteLLM's image mock, llmock for gpt-image names
+    image = await ps.image.generate("a fox", seed=1)
+    served = list(openai_server.files.values())
+    assert len(served) == 1 and image.png == served[0]
+    await ps.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("url,reason", [
+    ("file:///etc/passwd", "only http and https"),
+    ("ftp://127.0.0.1/x.png", "only http and https"),
+    ("/files/img-1.png", "no scheme"),
+])
+async def test_an_image_url_of_another_scheme_is_not_fetched(openai_server, url, reason):
+    ps = make(openai_server)
+    openai_server.image_reply, openai_server.image_url = "url", url
+    with pytest.raises(BeamkitError) as info:
+        await ps.image.generate("a fox", seed=1)
+    assert info.value.code == ErrorCode.PROVIDER_ERROR and reason in info.value.message
+    await ps.aclose()
+
+
+@pytest.mark.asyncio
+async def test_an_image_url_that_fails_or_is_too_large_is_a_provider_error(openai_server, monkeypatch):
+    from beamkit.providers.openai import client
+
+    ps = make(openai_server)
+    openai_server.image_reply = "url"
+    openai_server.image_url = f"http://127.0.0.1:{openai_server.port}/files/missing.png"
+    with pytest.raises(BeamkitError, match="HTTP 404"):
+        await ps.image.generate("a fox", seed=1)
+    openai_server.image_url = None
+    monkeypatch.setattr(client, "MAX_IMAGE_BYTES", 100)  # the test PNG is a few kB
+    with pytest.raises(BeamkitError, match="more than the 100"):
+        await ps.image.generate("a fox", seed=2)
+    await ps.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_judge_that_ignores_json_object_still_scores_through_json_schema(openai_server):
+    ps = make(openai_server)
+    openai_server.json_object = "ignore"  # llmock: json_object gets an unrelated object, json_schema is honoured
+    result = await ps.vision.analyze(openai_server.png, USER, seed=3)
+    assert 0 <= result.alignment_score <= 100 and 0 <= result.aesthetic_score <= 10
+    assert [r.body["response_format"]["type"] for r in openai_server.of("vision")] == ["json_schema"]
+    await ps.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode,ladder,after", [
+    ("only", ["json_schema", "json_object"], ["json_object"]),
+    ("none", ["json_schema", "json_object", None], [None]),
+])
+async def test_a_judge_that_refuses_a_format_gets_the_next_and_it_is_remembered(openai_server, mode, ladder, after):
+    ps = make(openai_server)
+    openai_server.json_object = mode
+    first = await ps.vision.analyze(openai_server.png, USER, seed=3)
+    assert 0 <= first.alignment_score <= 100
+
+    def asked() -> list[str | None]:
+        return [(r.body.get("response_format") or {}).get("type") for r in openai_server.of("vision")]
+
+    assert asked() == ladder
+    openai_server.clear()
+    await ps.vision.analyze(openai_server.png, USER, seed=4)
+    assert asked() == after  # the same client asks straight away in the format that worked
+    await ps.aclose()
+
+
+@pytest.mark.asyncio
+async def test_json_mode_off_asks_for_no_format(openai_server):
+    ps = make(openai_server, **{"vision.json_mode": False})
+    await ps.vision.analyze(openai_server.png, USER, seed=3)
+    assert "response_format" not in openai_server.of("vision")[0].body
+    await ps.aclose()

@@ -39,6 +39,10 @@ def test_defaults():
         ({"prompt": "x", "seed": "abc"}, "seed"),
         ({"prompt": "x", "seed": True}, "seed"),
         ({"prompt": "x", "providers": 3}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "offline", "image": "offline"}}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "a", "image": "b", "vision": "c", "judge": "d"}}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "a", "image": None, "vision": "c"}}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "a", "image": "\ud800", "vision": "c"}}, "providers"),
         ({"prompt": "x", "beamWidth": 3}, "beamWidth"),
     ],
 )
@@ -66,3 +70,16 @@ def test_schema_matches_the_fields():
     assert schema["required"] == ["prompt"] and schema["additionalProperties"] is False
     assert schema["properties"]["N"] == {"type": "integer", "minimum": 1, "maximum": 64, "default": 9,
                                          "description": "candidates generated per iteration"}
+
+
+def test_providers_is_a_name_or_one_per_role():
+    assert validate({"prompt": "x", "providers": " openai "}).providers == "openai"
+    p = validate({"prompt": "x", "providers": {"vision": "openai", "llm": "openai", "image": " offline "}})
+    assert p.providers == {"llm": "openai", "image": "offline", "vision": "openai"}
+    assert p.to_dict()["providers"] == p.providers and p.with_seed().providers == p.providers
+    with pytest.raises(InvalidRequest) as info:
+        validate({"prompt": "x", "providers": {"llm": "openai", "vision": "openai"}})
+    assert "image role" in info.value.message
+    schema = json_schema()["properties"]["providers"]
+    assert schema["default"] == "offline" and [s["type"] for s in schema["oneOf"]] == ["string", "object"]
+    assert schema["oneOf"][1]["required"] == ["llm", "image", "vision"]

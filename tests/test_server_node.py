@@ -74,3 +74,35 @@ async def test_the_example_client_reports_a_cancelled_job(server, providers, tmp
     log, err = await run_example(server.url.replace("http", "ws", 1), body["jobId"], tmp_path)
     assert err == "Error: Job was cancelled\n"
     assert log.splitlines()[0] == "Connected" and log.splitlines()[-1] == "Disconnected"
+
+
+@pytest.mark.asyncio
+async def test_the_example_client_runs_through_failed_candidates(tmp_path):
+    """A failed candidate carries a score of nulls, so the document's client, which reads
+    ``message.score.totalScore`` on every candidate, runs to the end as written."""
+    from server_helpers import register_providers, start_server, unregister_providers
+
+    from beamkit.errors import ProviderError
+    from beamkit.providers.simulated import Simulation
+
+    calls = iter(range(10**6))
+    unlucky = {1, 6}  # two image calls of the twelve fail: their candidates fail, the job goes on
+    sim = Simulation(fault=lambda op, args: ProviderError("simulated outage") if op == "image" and next(calls) in unlucky else None)
+    p = register_providers(sim)
+    running = await start_server(tmp_path / "output", p.name)
+    try:
+        body = {"prompt": "a lighthouse", "N": 4, "M": 2, "iterations": 3, "seed": 5}
+        code, answer = await running.json("/api/beam-search", "POST", body)
+        assert code == 200
+        job_id = answer["jobId"]
+        log, err = await run_example(running.url.replace("http", "ws", 1), job_id, tmp_path)
+        code, job = await running.json(f"/api/job/{job_id}")
+    finally:
+        await running.server.stop()
+        unregister_providers(p)
+    assert err == ""
+    assert job["status"] == "completed" and job["result"]["candidatesFailed"] == 2
+    lines = log.splitlines()
+    assert sum(line.startswith("Candidate ") for line in lines) == 12
+    assert sum(line.endswith(": score null") for line in lines) == 2
+    assert any(line.startswith("Best result:") for line in lines) and lines[-1] == "Disconnected"

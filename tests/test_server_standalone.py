@@ -195,7 +195,7 @@ def validate(body, schema_name):
 @pytest.mark.asyncio
 async def test_answers_follow_the_document(server, providers):
     code, served = await server.json("/api/openapi.json")
-    assert code == 200 and served == openapi.document()
+    assert code == 200 and served == openapi.served(server.url)
     validate((await server.json("/health"))[1], "Health")
     code, started = await server.json("/api/beam-search", "POST", {"prompt": "a fox", "N": 3, "M": 2, "iterations": 2})
     validate(started, "Started")
@@ -215,3 +215,46 @@ async def test_answers_follow_the_document(server, providers):
     for path, method, body in [("/api/beam-search", "POST", {"N": 1}), ("/api/job/job-x", "GET", None),
                                ("/api/images/nope.png?size=0", "GET", None)]:
         validate((await server.json(path, method, body))[1], "Error")
+
+
+@pytest.mark.asyncio
+async def test_the_served_document_says_where_it_is_and_lists_this_servers_providers(server, providers):
+    """A generated client sends requests to `servers`, and only provider names this server has."""
+    code, doc = await server.json("/api/openapi.json")
+    assert code == 200 and doc["servers"][0]["url"] == server.url
+    spec = doc["components"]["schemas"]["JobRequest"]["properties"]["providers"]
+    assert "default" not in spec  # omitted means the server's own setting, not "offline"
+    names, per_role = spec["anyOf"][0]["enum"], spec["anyOf"][1]["properties"]
+    assert providers.name in names and "offline" in names  # one registered at run time is listed too
+    assert "imagereward" not in per_role["vision"]["enum"]  # not installed here: not offered
+    assert "default" not in openapi.document()["components"]["schemas"]["JobRequest"]["properties"]["providers"]
+    for name in (providers.name, "offline"):
+        code, answer = await server.json("/api/beam-search", "POST", {"prompt": "a fox", "N": 2, "M": 1, "iterations": 1,
+                                                                     "providers": name})
+        assert code == 200, answer
+    code, answer = await server.json("/api/beam-search", "POST", {"prompt": "a fox", "N": 2, "M": 1, "iterations": 1,
+                                                                 "providers": {"llm": "offline", "image": "offline",
+                                                                               "vision": providers.name}})
+    assert code == 200, answer
+    await server.manager.idle()
+
+
+@pytest.mark.asyncio
+async def test_a_refused_origin_is_logged_once_with_the_hint(server, caplog):
+    """A browser says only "Failed to fetch"; the server's log says why and what to do, once per origin."""
+    evil = "http://evil.example:3000"
+    caplog.set_level("WARNING", logger="beamkit.server.standalone")
+    for _ in range(3):
+        r = await server.fetch("/api/beam-search", "OPTIONS", headers={"Origin": evil,
+                                                                       "Access-Control-Request-Method": "POST"})
+        assert r.code == 204 and "Access-Control-Allow-Origin" not in r.headers
+    r = await server.fetch("/api/jobs", headers={"Origin": evil})
+    assert r.code == 200 and "Access-Control-Allow-Origin" not in r.headers
+    hints = [rec for rec in caplog.records if rec.name == "beamkit.server.standalone" and evil in rec.getMessage()]
+    assert len(hints) == 1 and hints[0].levelname == "WARNING"
+    assert f"--allow-origin {evil}" in hints[0].getMessage()
+    r = await server.fetch("/api/jobs", headers={"Origin": "http://other.example"})
+    assert sum("http://other.example" in rec.getMessage() for rec in caplog.records) == 1
+    same = server.url.replace("http://", "")  # the server's own pages are no cross-origin request
+    await server.fetch("/api/jobs", headers={"Origin": f"http://{same}"})
+    assert not any(same in rec.getMessage() for rec in caplog.records if rec.name == "beamkit.server.standalone")

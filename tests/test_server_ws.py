@@ -12,6 +12,7 @@ from server_helpers import RawSocket, recv, send, start_server, until_terminal
 
 from beamkit import storage
 from beamkit.server.connection import TOO_SLOW, Connection
+from beamkit.server.frames import payloads
 
 pytestmark = pytest.mark.asyncio
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -296,8 +297,8 @@ class FakeTransport:
         self.closed: tuple[int, str] | None = None
         self.stall = asyncio.get_running_loop().create_future()
 
-    def send(self, text: str):
-        self.sent.append(text)
+    def send(self, frames: list[bytes]):
+        self.sent.extend(p.decode() for f in frames for p in payloads(f))
         return self.stall
 
     def close(self, code: int, reason: str) -> None:
@@ -309,8 +310,9 @@ async def test_connection_drops_a_client_that_falls_behind(server, providers):
     job_id = await start(server, providers.gated, N=8, M=2, iterations=5)
     stuck, fine = FakeTransport(), FakeTransport()
     fine.stall.set_result(None)
-    slow = Connection(server.manager, stuck.send, stuck.close, max_queue=20)
-    quick = Connection(server.manager, fine.send, fine.close, max_queue=20)
+    # Bytes the transport has not sent count: a peer that takes nothing is closed at its byte budget.
+    slow = Connection(server.manager, stuck.send, stuck.close, max_queue=20, max_bytes=8192)
+    quick = Connection(server.manager, fine.send, fine.close, max_queue=20, max_bytes=8192)
     for conn in (slow, quick):
         await conn.handle(json.dumps({"type": "subscribe", "jobId": job_id}))
     await providers.gate.arrived.wait()
@@ -318,7 +320,7 @@ async def test_connection_drops_a_client_that_falls_behind(server, providers):
     await server.manager.idle()
     assert slow.dropped and slow.closed and stuck.closed[0] == TOO_SLOW
     assert "behind" in stuck.closed[1] or "slow" in stuck.closed[1]
-    assert len(stuck.sent) < 20
+    assert sum(len(t.encode()) for t in stuck.sent) <= 8192
     assert not quick.dropped
     while quick.pending:  # let the quick writer finish its queue
         await asyncio.sleep(0)

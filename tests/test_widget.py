@@ -34,7 +34,7 @@ def sim_set(**kwargs: Any) -> str:
     sim = Simulation(**kwargs)
     name = f"wsim{next(_names)}"
     sim.name = name
-    register(name, sim.factory)
+    register(name, sim.provider)
     return name
 
 
@@ -50,34 +50,41 @@ def big_png(text: str, size: int = 512) -> bytes:
 
 
 def realistic_set(**kwargs: Any) -> str:
-    """The simulated set, but painting 512x512 pictures (the size of the offline set's)."""
-    name = sim_set(**kwargs)
-    from beamkit.providers import registry
+    """The simulated provider, but painting 512x512 pictures (the size of the offline provider's)."""
+    from beamkit.providers.simulated import SimulatedProvider
 
-    base = registry._registered[name]
+    sim = Simulation(**kwargs)
+    name = f"wsim{next(_names)}"
+    sim.name = name
 
-    def factory(options: Any) -> Any:
-        ps = base(options)
-        gen = ps.image.generate
+    class Realistic(SimulatedProvider):
+        def create(self, role: str, options: Any) -> Any:
+            handle = super().create(role, options)
+            if role == "image":
+                handle.impl.generate = _enlarged(handle.impl.generate)
+            return handle
 
-        def enlarge(png: bytes) -> bytes:
-            small = Image.open(io.BytesIO(png))
-            colour = small.convert("RGB").resize((512, 512), Image.Resampling.NEAREST)
-            big = Image.blend(colour, _grain(), 0.3)  # texture, so it compresses like a painting
-            out = io.BytesIO()
-            big.save(out, "PNG", pnginfo=_pnginfo(small), compress_level=1)
-            return out.getvalue()
-
-        async def generate(prompt: str, *, seed: int) -> Any:
-            img = await gen(prompt, seed=seed)
-            img.png = await asyncio.to_thread(enlarge, img.png)
-            return img
-
-        ps.image.generate = generate  # type: ignore[method-assign]
-        return ps
-
-    register(name, factory)
+    register(name, Realistic(sim))
     return name
+
+
+def _enlarged(gen: Any) -> Any:
+    """An image role's ``generate`` whose pictures are 512x512."""
+
+    def enlarge(png: bytes) -> bytes:
+        small = Image.open(io.BytesIO(png))
+        colour = small.convert("RGB").resize((512, 512), Image.Resampling.NEAREST)
+        big = Image.blend(colour, _grain(), 0.3)  # texture, so it compresses like a painting
+        out = io.BytesIO()
+        big.save(out, "PNG", pnginfo=_pnginfo(small), compress_level=1)
+        return out.getvalue()
+
+    async def generate(prompt: str, *, seed: int) -> Any:
+        img = await gen(prompt, seed=seed)
+        img.png = await asyncio.to_thread(enlarge, img.png)
+        return img
+
+    return generate
 
 
 _GRAIN: list[Image.Image] = []
@@ -169,6 +176,25 @@ def test_view_model_marks_failures_with_their_reason() -> None:
     vm.apply({"type": "error", "jobId": "job-x", "error": {"message": "Job was cancelled", "code": "CANCELLED"}})
     assert vm.status == "cancelled" and vm.live_row()["status"] == "stopped"
 
+
+
+@pytest.mark.asyncio
+async def test_cards_carry_strengths_weaknesses_and_the_critique_that_made_them(tmp_path: Path) -> None:
+    job = beamkit.start("a red fox", providers=sim_set(), output=tmp_path, N=3, M=1, iterations=3, seed=2)
+    await job
+    vm = ViewModel()
+    vm.apply_all(job.history)
+    rows = vm.rows()
+    assert all(c["critique"] is None for c in rows[0]["cards"])
+    for r in rows[1:]:
+        for card in r["cards"]:
+            parent = vm.state.candidates[tuple(int(x) for x in card["parent"].split("-"))]
+            assert card["critique"] == parent.critiques[f"iter{r['iteration']}-{r['dimension']}"]
+            assert card["strengths"] == [] and card["weaknesses"] == []
+    steps = vm.best()["lineage"]
+    assert "critique" not in steps[0] and all(s["critique"].startswith("critique of") for s in steps[1:])
+    detail = vm.detail((2, 0))
+    assert detail["critique"] == rows[2]["cards"][0]["critique"] and detail["imageMetadata"]["seed"] is not None
 
 # -- usage and cost ------------------------------------------------------------------------------
 

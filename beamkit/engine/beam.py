@@ -1,23 +1,28 @@
-"""Beam search over WHAT/HOW prompt pairs (SPEC section 2). Pure asyncio; it only emits events."""
+"""Beam search over WHAT/HOW prompt pairs (SPEC section 2). Pure asyncio: it calls role objects,
+hands pictures and checkpoints to a Recorder, and emits events; it opens no file itself."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any, TypeVar
 
 from .. import events as ev
-from ..candidate import HOW, WHAT, Candidate, Dimension, dimension_of, image_id, total_score
+from ..candidate import HOW, WHAT, Candidate, Dimension, critique_key, dimension_of, image_id, json_ready, total_score
 from ..errors import BeamkitError, ErrorCode
-from ..params import JobParams, all_text
-from ..providers.base import KINDS, Limit, ProviderSet, VisionResult
-from ..result import Result
-from ..storage import SessionStore
+from ..params import JobParams, all_text, is_text
+from ..providers.base import KINDS, GeneratedImage, Limit, Roles, VisionResult
 from . import seeds
+from .deadlines import deadlines
 from .limits import limiter
+from .recorder import Recorder, SearchRecord
+from .seedsearch import render_best
+from .stopping import Stopper, total_cost
 
 T = TypeVar("T")
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[ev.Event], None]
 
 
 class NoSurvivors(BeamkitError):
@@ -34,39 +39,81 @@ def _clamp(x: float, lo: float, hi: float) -> float:
     return max(lo, min(hi, float(x)))
 
 
-class BeamSearch:
-    """One job's search. ``run()`` fills ``result`` as it goes and emits every event through ``emit``."""
+def _text(s: Any) -> bool:
+    # isascii() reads a flag CPython keeps on every string: the usual answer costs no encoding.
+    return not isinstance(s, str) or s.isascii() or is_text(s)
 
-    def __init__(self, job_id: str, params: JobParams, providers: ProviderSet, store: SessionStore, emit: Emit) -> None:
+
+def _is_text(result: Any) -> bool:
+    """Whether every string of a role's answer is text; a picture's bytes are not walked."""
+    if type(result) is str:
+        return result.isascii() or is_text(result)
+    if isinstance(result, GeneratedImage):
+        return not result.metadata or all_text(result.metadata)
+    if isinstance(result, VisionResult):
+        return _text(result.analysis) and all(map(_text, result.strengths)) and all(map(_text, result.weaknesses))
+    return all_text(result)
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # marks a failed save as seen: the candidate's own error is the one reported
+
+
+class BeamSearch:
+    """One job's search. ``run()`` fills ``record`` as it goes and emits every event through ``emit``."""
+
+    def __init__(self, job_id: str, params: JobParams, providers: Roles, recorder: Recorder, emit: Emit) -> None:
         assert params.seed is not None, "the job's seed is drawn before the search starts"
         self.job_id = job_id
         self.params = params
         self.providers = providers
-        self.store = store
+        self.recorder = recorder
         self.emit = emit
-        self.result = Result(job_id, params.to_dict(), "running", folder=store.folder)
+        self.record = SearchRecord(job_id, params.to_dict())
         self.beam: list[Candidate] = []
         self._limiters = {
-            kind: limiter(providers.name, kind, providers.limits.get(kind, Limit())) for kind in KINDS
+            kind: limiter(providers.limit_keys.get(kind, kind), kind, providers.limits.get(kind, Limit())) for kind in KINDS
         }
+        self._total = params.N * params.iterations
+        #: image calls started so far (the ``images`` stopping rule counts these)
+        self.images_used = 0
+        self._stopper = Stopper(params.stop_when, params.seeds_per_prompt)
+        #: candidates of the iteration being started: N, or fewer where the image budget runs out
+        self._n = params.N
+        self._deadlines = deadlines()
 
     # -- calls -------------------------------------------------------------------------------
 
     async def _call(self, kind: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        timeout = self.providers.call_timeout
-        async with self._limiters[kind].slot():
-            name = getattr(fn, "__name__", kind)
-            try:
-                async with asyncio.timeout(timeout) as bound:
-                    result = await fn(*args, **kwargs)
-            except TimeoutError:  # ours, or the provider's own: either way the call took too long
-                why = f"took longer than {timeout:g} s" if bound.expired() else "timed out"
-                raise BeamkitError(f"the {kind} call {name} {why}", ErrorCode.TIMEOUT) from None
+        # The kind's limiter (engine/limits.py) holds a slot for each attempt and retries one that
+        # was rate limited after the pause the server asked for, holding no slot meanwhile.
+        result = await self._limiters[kind].run(partial(self._attempt, kind, fn, args, kwargs))
         # Text that is not text (a lone surrogate, which JSON can carry) could be neither stored nor sent.
-        if not all_text(result):
-            raise BeamkitError(f"the {kind} call {name} answered with invalid text (a lone surrogate)",
+        if not _is_text(result):
+            raise BeamkitError(f"the {kind} call {_name(fn, kind)} answered with invalid text (a lone surrogate)",
                                ErrorCode.PROVIDER_ERROR)
         return result
+
+    async def _attempt(self, kind: str, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> T:
+        """One try of a call, under its timeout (waiting for a slot not counted)."""
+        timeout = self.providers.call_timeouts.get(kind)
+        expired = False
+        try:
+            bound = self._deadlines.enter(timeout) if timeout is not None else None
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                expired = bound is not None and self._deadlines.leave(bound)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not expired or (current is not None and current.cancelling()):  # not ours alone: a real cancel
+                raise
+            raise BeamkitError(f"the {kind} call {_name(fn, kind)} took longer than {timeout:g} s", ErrorCode.TIMEOUT) from None
+        except TimeoutError:  # the provider's own (or ours, turned into one by the provider)
+            why = f"took longer than {timeout:g} s" if expired else "timed out"
+            raise BeamkitError(f"the {kind} call {_name(fn, kind)} {why}", ErrorCode.TIMEOUT) from None
 
     def _seed(self, *parts: object) -> int:
         return seeds.derive(self.params.seed, *parts)  # type: ignore[arg-type]
@@ -75,21 +122,34 @@ class BeamSearch:
 
     async def _finish(self, c: Candidate) -> None:
         """combine -> image -> vision -> score, once the candidate's WHAT and HOW are known."""
-        llm, p = self.providers.llm, self.params
-        t = time.perf_counter()
-        c.combined_prompt = await self._call("llm", llm.combine, c.what_prompt, c.how_prompt, seed=self._seed(*c.key, "combine"))
-        c.timings["combine"] = time.perf_counter() - t
-        t = time.perf_counter()
+        llm, p, rec = self.providers.llm, self.params, self.recorder
+        t0 = time.perf_counter()
+        if p.unexpanded:  # the user's prompt is rendered as given
+            c.combined_prompt = p.prompt
+        else:
+            c.combined_prompt = await self._call("llm", llm.combine, c.what_prompt, c.how_prompt, seed=self._seed(*c.key, "combine"))
+        t1 = time.perf_counter()
+        c.timings["combine"] = t1 - t0
+        if p.seeds_per_prompt > 1:
+            return await render_best(self, c)
+        self.images_used += 1  # counted when started: a call that fails was still made
         image = await self._call("image", self.providers.image.generate, c.combined_prompt, seed=self._seed(*c.key, "image"))
-        c.timings["image"] = time.perf_counter() - t
-        path = await asyncio.to_thread(self.store.write_image, c.iteration, c.candidate_id, image.png)
+        t2 = time.perf_counter()
+        c.timings["image"] = t2 - t1
+        c.image_metadata = json_ready(dict(image.metadata or {}))
+        # Vision already has the bytes: the picture is written meanwhile, off the loop.
+        saved = rec.save_image(c.iteration, c.candidate_id, image.png)
         c.image_id = image_id(self.job_id, c.iteration, c.candidate_id)
-        c.image_path = str(path)
-        t = time.perf_counter()
-        vision: VisionResult = await self._call(
-            "vision", self.providers.vision.analyze, image.png, p.prompt, seed=self._seed(*c.key, "vision")
-        )
-        c.timings["vision"] = time.perf_counter() - t
+        c.image_path = rec.image_path(c.iteration, c.candidate_id)
+        try:
+            vision: VisionResult = await self._call(
+                "vision", self.providers.vision.analyze, image.png, p.prompt, seed=self._seed(*c.key, "vision")
+            )
+        except BaseException:
+            saved.add_done_callback(_retrieved)
+            raise
+        c.timings["vision"] = time.perf_counter() - t2
+        await saved  # a candidate is reported once its picture is on disk, so its imagePath can be opened
         c.alignment_score = round(_clamp(vision.alignment_score, 0, 100), 2)
         c.aesthetic_score = round(_clamp(vision.aesthetic_score, 0, 10), 3)
         c.total_score = total_score(c.alignment_score, c.aesthetic_score, p.alpha)
@@ -98,7 +158,7 @@ class BeamSearch:
 
     async def _run_candidate(self, c: Candidate, make_prompts: Callable[[], Awaitable[None]]) -> None:
         """Run one chain; a non-fatal failure marks the candidate failed, a fatal one ends the job."""
-        self.result.candidates.append(c)
+        self.record.candidates.append(c)
         try:
             await make_prompts()
             await self._finish(c)
@@ -110,15 +170,18 @@ class BeamSearch:
             raise
         except Exception as exc:  # a provider bug must cost one candidate, not the job
             c.status, c.error = "failed", {"message": f"{type(exc).__name__}: {exc}", "code": ErrorCode.PROVIDER_ERROR}
-        self.emit(ev.candidate(self.job_id, c, self.params.N * self.params.iterations))
+        self.emit(ev.candidate(self.job_id, c, self._total))
 
     # -- iterations ----------------------------------------------------------------------------
 
     async def _expand(self) -> list[Candidate]:
         llm, prompt = self.providers.llm, self.params.prompt
-        children = [Candidate(0, cid, WHAT) for cid in range(self.params.N)]
+        children = [Candidate(0, cid, WHAT) for cid in range(self._n)]
 
         async def prompts_for(c: Candidate) -> None:
+            if self.params.unexpanded:  # no expansion: the prompt is the WHAT, and there is no HOW
+                c.what_prompt, c.how_prompt = prompt, ""
+                return
             t = time.perf_counter()
             c.what_prompt, c.how_prompt = await _both(
                 self._call("llm", llm.expand, prompt, WHAT, seed=self._seed(0, c.candidate_id, "what")),
@@ -128,22 +191,23 @@ class BeamSearch:
 
         async with asyncio.TaskGroup() as tg:
             for c in children:
-                tg.create_task(self._run_candidate(c, lambda c=c: prompts_for(c)))
+                tg.create_task(self._run_candidate(c, partial(prompts_for, c)))
         return children
 
     async def _refine(self, iteration: int) -> list[Candidate]:
         llm, prompt, dim = self.providers.llm, self.params.prompt, dimension_of(iteration)
-        critiques: dict[tuple[int, int], asyncio.Future[str]] = {}
+        critiques: dict[tuple[int, int], asyncio.Task[str | BeamkitError]] = {}
 
         async def critique(parent: Candidate) -> str:
             text = await self._call("llm", llm.critique, parent, dim, prompt, seed=self._seed(iteration, *parent.key, "critique"))
-            parent.critiques[f"iter{iteration}-{dim}"] = text
+            parent.critiques[critique_key(iteration, dim)] = text
             return text
 
         async def prompts_for(c: Candidate, parent: Candidate) -> None:
             crit = await critiques[parent.key]
             if isinstance(crit, BeamkitError):
                 raise crit
+            c.critique = crit
             t = time.perf_counter()
             new = await self._call(
                 "llm", llm.refine, parent.prompt_of(dim), dim, crit, prompt, seed=self._seed(*c.key, "refine")
@@ -153,16 +217,18 @@ class BeamSearch:
             c.how_prompt = new if dim == HOW else parent.how_prompt
 
         children: list[Candidate] = []
+        counts = children_per_parent(self._n, len(self.beam))
         async with asyncio.TaskGroup() as tg:
-            for parent in self.beam:
+            for parent, count in zip(self.beam, counts):
                 # Shared by the parent's children; its failure fails each of them, not the job.
-                critiques[parent.key] = tg.create_task(_shielded(critique(parent)))
+                if count:  # a parent left without children by the image budget needs no critique
+                    critiques[parent.key] = tg.create_task(_shielded(critique(parent)))
             cid = 0
-            for parent, count in zip(self.beam, children_per_parent(self.params.N, len(self.beam))):
+            for parent, count in zip(self.beam, counts):
                 for _ in range(count):
                     c = Candidate(iteration, cid, dim, parent=parent.key)
                     children.append(c)
-                    tg.create_task(self._run_candidate(c, lambda c=c, parent=parent: prompts_for(c, parent)))
+                    tg.create_task(self._run_candidate(c, partial(prompts_for, c, parent)))
                     cid += 1
         return children
 
@@ -175,13 +241,17 @@ class BeamSearch:
             raise NoSurvivors(f"every candidate of iteration {iteration} failed: {first}", code)
         # Parents compete with their children; sorting is stable and rank_key breaks ties by age.
         self.beam = sorted(self.beam + survivors, key=Candidate.rank_key)[: self.params.M]
-        self.result.beams[iteration] = [c.key for c in self.beam]
+        self.record.beams[iteration] = [c.key for c in self.beam]
 
-    async def run(self) -> Result:
-        p = self.params
+    async def run(self) -> SearchRecord:
+        """Search to the end. The record is kept (``flush`` done) before this returns, so
+        whoever reports the job's end reports what is on disk."""
+        p, rec = self.params, self.record
         started = time.perf_counter()
         self.emit(ev.started(self.job_id, p.to_dict()))
+        await self.providers.open()  # process-level: a model loads once, before the first call of any job
         for i in range(p.iterations):
+            self._n = self._stopper.candidates_for(p.N, self.images_used)
             dim: Dimension = dimension_of(i)
             self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "processing"))
             try:
@@ -189,23 +259,32 @@ class BeamSearch:
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None
             self._select(i, children)
-            self.result.duration_ms = int((time.perf_counter() - started) * 1000)
-            self.result.usage = self.providers.usage()
-            self.store.write_metadata(self.result.metadata())
+            rec.duration_ms = int((time.perf_counter() - started) * 1000)
+            rec.usage = self.providers.usage()
             self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "completed", beam=self.beam))
-        self.result.status = "completed"
-        self.result.duration_ms = int((time.perf_counter() - started) * 1000)
-        self.result.usage = self.providers.usage()
-        self.store.write_metadata(self.result.metadata())
-        self.emit(ev.complete(self.job_id, self.result.to_dict()))
-        return self.result
+            if i == p.iterations - 1:  # the last iteration's end is the job's end, kept below
+                break
+            rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))
+            if rec.stopped_by is not None:
+                break
+            self.recorder.checkpoint(rec)
+        rec.status = "completed"
+        rec.duration_ms = int((time.perf_counter() - started) * 1000)
+        rec.usage = self.providers.usage()
+        self.recorder.checkpoint(rec)
+        await self.recorder.flush()
+        return rec
 
 
-async def _both(a: Awaitable[T], b: Awaitable[T]) -> tuple[T, T]:
+def _name(fn: Callable[..., Any], kind: str) -> str:
+    return getattr(fn, "__name__", kind)
+
+
+async def _both(a: Coroutine[Any, Any, T], b: Coroutine[Any, Any, T]) -> tuple[T, T]:
     """Run two calls at once; if one fails the other is cancelled and that one error is raised."""
     try:
         async with asyncio.TaskGroup() as tg:
-            ta, tb = tg.create_task(a), tg.create_task(b)  # type: ignore[arg-type]
+            ta, tb = tg.create_task(a), tg.create_task(b)
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
     return ta.result(), tb.result()

@@ -1,4 +1,18 @@
-"""Per-kind call limits (LLM, image, vision), shared by every job of a process.
+"""Per-kind call limits (LLM, image, vision), shared by every job of a process, and adaptive.
+
+A kind's limiter bounds the calls in flight (``Limit.concurrency``, and optionally the starts in
+any minute, ``Limit.per_minute``) and learns from the server (docs/providers.md, "Rate limits"):
+
+* a rate-limited call (a non-fatal :class:`~beamkit.errors.RateLimited`) halves the kind's
+  concurrency and pauses the whole kind for the seconds in the error's ``retry_after`` context
+  (else a doubling back-off); the call is then retried, up to ``RATE_LIMIT_RETRIES`` times;
+* each round of successful calls (as many as the current bound) grows the bound by one, back
+  up to the configured concurrency (AIMD);
+* a provider reports the ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` headers of each
+  reply through :func:`observe`; when the server says nothing is left, the kind waits for the reset.
+
+Waiting (for a pause, a minute window or the server's reset) never holds a slot: a call takes
+its slot only when it may start at once.
 
 Limits live per event loop: asyncio primitives belong to one loop, and a process
 normally has one (the kernel's, or the server's).
@@ -7,53 +21,336 @@ normally has one (the kernel's, or the server's).
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
+import re
 import time
 import weakref
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from contextvars import ContextVar, Token
+from typing import Protocol, TypeVar
 
+from ..errors import RateLimited
 from ..providers.base import Limit
 
+T = TypeVar("T")
 MINUTE = 60.0
+#: how often one call is retried after being rate limited (each time after the kind's pause)
+RATE_LIMIT_RETRIES = 8
+#: the pause after a 429 that names no retry-after: doubled for each 429 in a row, up to the cap
+BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
 
+
+class SharedGate(Protocol):
+    """A gate beyond this process that every call of one (provider, kind) also passes; a sweep's
+    workers hold a cluster-wide semaphore in one (beamkit/sweeps/gates.py)."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+#: (limiter key, kind, the provider's Limit) -> the gate for those calls, or None
+GateFactory = Callable[[str, str, Limit], SharedGate | None]
+_shared: ContextVar[GateFactory | None] = ContextVar("beamkit_shared_gates", default=None)
+#: the limiter of the call in progress in this context, for :func:`observe`
+_current: ContextVar[KindLimiter | None] = ContextVar("beamkit_current_limiter", default=None)
+
+
+def set_shared(factory: GateFactory | None) -> Token[GateFactory | None]:
+    """Make limiters created from here on (in this context: a task and the jobs it starts) also pass
+    the gates ``factory`` gives. A limiter asks once, when it is made for its loop."""
+    return _shared.set(factory)
+
+
+# --- reading what a server says about its limits ---------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+
+
+def parse_duration(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a reset or retry header: ``1s``, ``6m0s``, ``20ms``, ``1h2m``, a plain number of
+    seconds, a Unix time, or an HTTP date; None for anything else."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
+            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+            return sum(float(n) * scale[u] for n, u in parts)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    if seconds > 1e9:  # a Unix time, as some servers send
+        return max(0.0, seconds - (time.time() if now is None else now))
+    return seconds
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The pause a 429 asks for: ``retry-after-ms`` (OpenAI's, finer), else ``retry-after``."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000
+            if math.isfinite(value) and value >= 0:
+                return value
+        except ValueError:
+            pass
+    return parse_duration(headers.get("retry-after"))
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        n = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return n if n is not None and math.isfinite(n) else None
+
+
+def observe(headers: Mapping[str, str]) -> None:
+    """Tell the limiter of the call in progress (if any) what a reply's rate-limit headers say."""
+    lim = _current.get()
+    if lim is not None:
+        lim.observe(headers)
+
+
+def current() -> KindLimiter | None:
+    """The limiter of the call in progress in this context: a provider that sees one leaves its
+    429s to it (instead of retrying them itself)."""
+    return _current.get()
+
+
+# --- the limiter --------------------------------------------------------------------------------
 
 class KindLimiter:
-    """At most ``concurrency`` calls in flight and ``per_minute`` starts in any 60 s window."""
+    """One kind's calls: a bound on those in flight that adapts to 429s, optional starts per minute,
+    pauses the server asks for, and the server's remaining budget."""
 
-    def __init__(self, limit: Limit, window: float = MINUTE) -> None:
+    def __init__(self, limit: Limit, window: float = MINUTE, shared: SharedGate | None = None) -> None:
         self.limit = limit
         self.window = window
-        self._sem = asyncio.Semaphore(limit.concurrency) if limit.concurrency else None
+        self._shared = shared
+        #: the configured bound (None: none); ``cap`` is the bound now, lowered by 429s
+        self.ceiling: int | None = limit.concurrency or None
+        self.cap: float | None = self.ceiling
+        self.in_flight = 0
+        #: no call of this kind starts before this (monotonic seconds)
+        self.paused_until = 0.0
+        #: counts, for tests and benchmarks
+        self.rate_limited = 0
+        self.halvings = 0
         self._starts: deque[float] = deque()
-        self._rate_lock = asyncio.Lock()
+        self._waiters: deque[asyncio.Future[float]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._cut_at = -math.inf  # when the bound was last halved
+        self._strikes = 0  # 429s in a row without a success
+        self._budget: int | None = None  # starts the server says are left until ``_budget_until``
+        self._budget_until = 0.0
 
-    async def _wait_for_rate(self) -> None:
+    def __repr__(self) -> str:
+        return f"<KindLimiter cap={self.cap} in_flight={self.in_flight} waiting={len(self._waiters)}>"
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting to start (they hold no slot)."""
+        return sum(1 for f in self._waiters if not f.done())
+
+    @property
+    def budget(self) -> int | None:
+        """Starts the server said are left before its reset (None: it said nothing, or the reset passed)."""
+        if self._budget is not None and time.monotonic() >= self._budget_until:
+            self._budget = None
+        return self._budget
+
+    @property
+    def bounded(self) -> bool:
+        """Whether some call may have to wait (kept for callers that skip a free limiter)."""
+        return (self.cap is not None or bool(self.limit.per_minute) or self._shared is not None
+                or self.paused_until > time.monotonic() or self._budget is not None)
+
+    # -- when may a call start ------------------------------------------------------------------
+
+    def _blocked_for(self, now: float) -> float:
+        """Seconds until time alone stops holding starts back (0: it does not now)."""
+        wait = self.paused_until - now
+        if self._budget is not None:
+            if now >= self._budget_until:
+                self._budget = None
+            elif self._budget <= 0:
+                wait = max(wait, self._budget_until - now)
         per_minute = self.limit.per_minute
-        if not per_minute:
+        if per_minute:
+            while self._starts and now - self._starts[0] >= self.window:
+                self._starts.popleft()
+            if len(self._starts) >= per_minute:
+                wait = max(wait, self.window - (now - self._starts[0]))
+        return max(0.0, wait)
+
+    def _has_room(self) -> bool:
+        return self.cap is None or self.in_flight < max(1, int(self.cap))
+
+    def _start(self, now: float) -> float:
+        self.in_flight += 1
+        if self.limit.per_minute:
+            self._starts.append(now)
+        if self._budget is not None:
+            self._budget -= 1
+        return now
+
+    def _wake(self) -> None:
+        """Start waiting calls, first come first served, while they may; else arm a timer."""
+        now = time.monotonic()
+        while self._waiters:
+            head = self._waiters[0]
+            if head.done():  # its caller was cancelled
+                self._waiters.popleft()
+                continue
+            wait = self._blocked_for(now)
+            if wait > 0:
+                self._arm(now + wait)
+                return
+            if not self._has_room():
+                return  # a release wakes us
+            self._waiters.popleft()
+            head.set_result(self._start(now))
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None and self._timer_at <= at:
             return
-        async with self._rate_lock:  # FIFO: callers start in the order they asked
-            while True:
-                now = time.monotonic()
-                while self._starts and now - self._starts[0] >= self.window:
-                    self._starts.popleft()
-                if len(self._starts) < per_minute:
-                    self._starts.append(now)
-                    return
-                await asyncio.sleep(self.window - (now - self._starts[0]))
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        self._wake()
+
+    # -- slots ----------------------------------------------------------------------------------
+
+    async def acquire(self) -> float:
+        """Wait (holding nothing) until a call may start, then take a slot; returns the start time."""
+        now = time.monotonic()
+        if not self._waiters and self._has_room() and self._blocked_for(now) <= 0:
+            started = self._start(now)
+        else:
+            fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            self._wake()
+            try:
+                started = await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():  # granted as it was cancelled: give it back
+                    self._release_local()
+                else:
+                    fut.cancel()
+                raise
+        if self._shared is not None:
+            try:
+                await self._shared.acquire()
+            except BaseException:
+                self._release_local()
+                raise
+        return started
+
+    def _release_local(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def release(self) -> None:
+        if self._shared is not None:
+            self._shared.release()
+        self._release_local()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self._sem is None:
-            await self._wait_for_rate()
+        await self.acquire()
+        token = _current.set(self)
+        try:
             yield
+        finally:
+            _current.reset(token)
+            self.release()
+
+    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``await attempt()`` in a slot; when it is rate limited, adapt and try again after the pause
+        (the slot is given back meanwhile), up to ``RATE_LIMIT_RETRIES`` times."""
+        tries = 0
+        while True:
+            started = await self.acquire()
+            token = _current.set(self)
+            try:
+                result = await attempt()
+            except RateLimited as exc:
+                if exc.fatal or tries >= RATE_LIMIT_RETRIES:
+                    raise
+                self.throttled(_seconds(exc.context.get("retry_after")), started)
+                tries += 1
+                continue
+            finally:
+                _current.reset(token)
+                self.release()
+            self.succeeded()
+            return result
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def throttled(self, retry_after: float | None = None, started: float | None = None) -> None:
+        """A call that started at ``started`` was rate limited: halve the bound (once for the calls
+        that were already under way when it was last halved) and pause the kind."""
+        now = time.monotonic()
+        self.rate_limited += 1
+        self._strikes += 1
+        if started is None or started >= self._cut_at:
+            base = self.cap if self.cap is not None else max(1, self.in_flight)
+            self.cap = float(max(1, int(base) // 2))
+            self._cut_at = now
+            self.halvings += 1
+        pause = retry_after if retry_after is not None else min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (self._strikes - 1))
+        self.paused_until = max(self.paused_until, now + pause)
+        self._wake()
+
+    def succeeded(self) -> None:
+        self._strikes = 0
+        if self.cap is None:
             return
-        async with self._sem:
-            await self._wait_for_rate()
-            yield
+        grown = self.cap + 1 / max(1.0, self.cap)  # one more per round of successes
+        self.cap = grown if self.ceiling is None else min(float(self.ceiling), grown)
+        self._wake()
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Read ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``: with no requests left, starts
+        wait for the reset; with no tokens left, the kind pauses until theirs."""
+        get = headers.get
+        now = time.monotonic()
+        remaining = _number(get("x-ratelimit-remaining-requests"))
+        reset = parse_duration(get("x-ratelimit-reset-requests"))
+        if remaining is not None and reset is not None:
+            self._budget, self._budget_until = max(0, int(remaining)), now + reset
+        tokens = _number(get("x-ratelimit-remaining-tokens"))
+        tokens_reset = parse_duration(get("x-ratelimit-reset-tokens"))
+        if tokens is not None and tokens <= 0 and tokens_reset is not None:
+            self.paused_until = max(self.paused_until, now + tokens_reset)
+        self._wake()
 
 
-_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], KindLimiter]]" = (
+def _seconds(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], KindLimiter]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -63,5 +360,6 @@ def limiter(provider_set: str, kind: str, limit: Limit) -> KindLimiter:
     table = _by_loop.setdefault(asyncio.get_running_loop(), {})
     key = (provider_set, kind)
     if key not in table:
-        table[key] = KindLimiter(limit)
+        factory = _shared.get()
+        table[key] = KindLimiter(limit, shared=factory(provider_set, kind, limit) if factory else None)
     return table[key]

@@ -6,5 +6,5 @@ import hashlib
 
 
 def derive(job_seed: int, *parts: object) -> int:
-    text = ":".join(str(p) for p in (job_seed, *parts)).encode()
+    text = ":".join(map(str, (job_seed, *parts))).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "big") & 0x7FFFFFFF

@@ -1,19 +1,24 @@
-"""Provider roles, the registry of provider sets, and the built-in sets."""
+"""Provider roles, the registry of providers, and how a job's roles are resolved."""
 
 from .base import (
     LLM,
+    ROLES,
     GeneratedImage,
     ImageModel,
     Limit,
-    ProviderFactory,
-    ProviderOptions,
-    ProviderSet,
+    Provider,
+    RoleHandle,
+    RoleOptions,
+    Roles,
+    Setting,
     Vision,
     VisionResult,
 )
-from .registry import ENTRY_POINT_GROUP, available, create, plugin_errors, register, unregister
+from .registry import ENTRY_POINT_GROUP, available, describe, plugin_errors, register, unregister
+from .roles import resolve
 
 __all__ = [
-    "LLM", "GeneratedImage", "ImageModel", "Limit", "ProviderFactory", "ProviderOptions", "ProviderSet",
-    "Vision", "VisionResult", "ENTRY_POINT_GROUP", "available", "create", "plugin_errors", "register", "unregister",
+    "LLM", "ROLES", "GeneratedImage", "ImageModel", "Limit", "Provider", "RoleHandle", "RoleOptions", "Roles",
+    "Setting", "Vision", "VisionResult", "ENTRY_POINT_GROUP", "available", "describe", "plugin_errors", "register",
+    "resolve", "unregister",
 ]

@@ -13,16 +13,61 @@ is reproducible even though calls finish in any order.
 
 from __future__ import annotations
 
+import copy
+import inspect
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..candidate import Candidate, Dimension
+from ..errors import InvalidRequest
+
+log = logging.getLogger(__name__)
 
 Role = Literal["llm", "image", "vision"]
 #: the roles a job needs, in the order they are listed and resolved
 ROLES: tuple[str, ...] = ("llm", "image", "vision")
 #: the kinds of provider call; limits, timeouts and usage are kept per kind (one kind per role)
 KINDS = ROLES
+
+
+#: the longest provider name a job may give
+MAX_NAME = 100
+
+
+def check_providers(value: Any) -> str | dict[str, str]:
+    """A job's ``providers`` as given: a name, or a mapping naming the provider of each role.
+
+    Raises ``InvalidRequest`` (field ``providers``) for anything else, naming a missing or
+    unknown role. Whether the names exist is the registry's business.
+    """
+
+    def name(v: Any, what: str) -> str:
+        label = f"'providers' {what}".strip()
+        if not isinstance(v, str):
+            raise InvalidRequest(f"{label} must be a provider name (a string)", "providers")
+        v = v.strip()
+        if not v or len(v) > MAX_NAME:
+            raise InvalidRequest(f"{label} must be 1 to {MAX_NAME} characters", "providers")
+        return v
+
+    if isinstance(value, str):
+        return name(value, "")
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in ROLES]
+        if unknown:
+            raise InvalidRequest(f"'providers' names an unknown role '{unknown[0]}' (the roles are "
+                                 f"{', '.join(ROLES)})", "providers")
+        missing = [r for r in ROLES if r not in value]
+        if missing:
+            raise InvalidRequest(f"'providers' gives no provider for the {missing[0]} role (name one for each of "
+                                 f"{', '.join(ROLES)}, or give one name for all)", "providers")
+        return {r: name(value[r], f"for the {r} role") for r in ROLES}
+    raise InvalidRequest("'providers' must be a provider name or an object naming the provider of each role "
+                         "(llm, image, vision)", "providers")
 
 
 @dataclass
@@ -75,6 +120,13 @@ class Limit:
 DEFAULT_CALL_TIMEOUT = 300.0
 
 
+_NONE_WORDS = frozenset({"none", "omit", "null"})
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+_KIND_WORDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+               dict: "an object", list: "a list"}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One declared setting of a provider.
@@ -82,7 +134,10 @@ class Setting:
     ``type`` is ``str``, ``int``, ``float``, ``bool``, ``dict`` or ``list``. ``env`` lists
     environment variables read when the job does not give the setting (first set wins).
     A ``secret`` is never stored, logged or shown. ``roles`` limits it to some of the
-    provider's roles (empty: every role it offers).
+    provider's roles (empty: every role it offers). ``header`` names an HTTP request header
+    that may carry it (a per-request API key, say): the REST server reads the headers that
+    providers declare, and nothing else. ``nullable``: the words ``none``/``omit`` mean "no
+    value" (the provider leaves that parameter out) rather than "use the default".
     """
 
     name: str
@@ -93,6 +148,119 @@ class Setting:
     help: str = ""
     roles: tuple[str, ...] = ()
     choices: tuple[Any, ...] = ()
+    header: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    nullable: bool = False
+
+    def applies_to(self, role: str) -> bool:
+        return not self.roles or role in self.roles
+
+    def parse(self, value: Any, *, field: str | None = None, owner: str = "provider") -> Any:
+        """``value`` as this setting's type, or a fatal ``InvalidRequest`` naming it.
+
+        Strings are read as the type (environment variables and ``--set`` give strings):
+        ``"30"`` is 30, ``"true"`` is True, ``'{"a": 1}'`` an object. A secret's value is
+        never quoted in an error.
+        """
+        field = field or self.name
+
+        def bad(why: str) -> InvalidRequest:
+            shown = "" if self.secret else f", got {value!r}"
+            return InvalidRequest(f"{owner} setting '{field}' {why}{shown}", field)
+
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            if self.nullable and text.lower() in _NONE_WORDS:
+                return None
+            if self.type is not str:
+                value = _read_text(self.type, text, bad)
+            else:
+                value = text
+        out = _as_type(self.type, value, bad)
+        if self.type in (int, float):
+            lo, hi = self.minimum, self.maximum
+            if lo is not None and out < lo or hi is not None and out > hi:
+                span = f"from {_num(lo)} to {_num(hi)}" if lo is not None and hi is not None else (
+                    f"at least {_num(lo)}" if lo is not None else f"at most {_num(hi)}")
+                raise bad(f"must be {span}")
+        if self.choices and out not in self.choices:
+            raise bad(f"must be one of {', '.join(map(str, self.choices))}")
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as JSON values (for ``beamkit providers`` and ``GET /api/providers``)."""
+        return {
+            "name": self.name,
+            "type": self.type.__name__,
+            "default": None if self.secret else self.default,
+            "env": list(self.env),
+            "secret": self.secret,
+            "help": self.help,
+            "roles": list(self.roles),
+            "choices": list(self.choices),
+            "header": self.header,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "nullable": self.nullable,
+        }
+
+
+def _num(x: float | None) -> str:
+    return f"{x:g}" if x is not None else ""
+
+
+def _read_text(kind: type, text: str, bad: Callable[[str], Exception]) -> Any:
+    if kind is bool:
+        if text.lower() in _TRUE_WORDS:
+            return True
+        if text.lower() in _FALSE_WORDS:
+            return False
+        raise bad("must be true or false")
+    if kind in (int, float):
+        try:
+            return float(text) if kind is float or not text.lstrip("+-").isdigit() else int(text)
+        except ValueError:
+            raise bad(f"must be {_KIND_WORDS[kind]}") from None
+    if kind in (dict, list):
+        try:
+            return json.loads(text)
+        except ValueError:
+            if kind is list:  # "a,b,c" on a command line
+                return [part.strip() for part in text.split(",") if part.strip()]
+            raise bad("must be a JSON object") from None
+    return text
+
+
+def _as_type(kind: type, value: Any, bad: Callable[[str], Exception]) -> Any:
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad("must be a string")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad("must be true or false")
+        return value
+    if kind in (int, float):
+        # bool is an int in Python; a setting's number is never a boolean
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad(f"must be {_KIND_WORDS[kind]}")
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise bad("must be a whole number")
+            return int(value)
+        return float(value)
+    if kind is dict:
+        if not isinstance(value, Mapping):
+            raise bad("must be an object")
+        return dict(value)
+    if kind is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad("must be a list")
+        return list(value)
+    return value
 
 
 @dataclass
@@ -102,7 +270,10 @@ class RoleOptions:
     role: str
     temperature: float = 0.8
     seed: int = 0
-    #: the provider's declared settings for this role: the job's values, else the environment's, else defaults
+    #: the user's prompt (an estimate counts its tokens)
+    prompt: str = ""
+    #: every declared setting of this role: the job's value, else a request header's, else the
+    #: server's, else the environment's, else the default (None when there is none)
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,10 +298,11 @@ class Provider:
     """A provider of one or more roles. Subclass it and register it in the ``beamkit.providers``
     entry-point group (the built-ins are registered the same way).
 
-    ``create`` is called once per job and role, and returns a fresh :class:`RoleHandle`.
-    ``open`` runs once per process before the first job uses the provider (load a model
-    there, once, shared by jobs); ``close`` runs when the process (server, kernel) closes.
-    ``estimate`` may price a role's calls without making them.
+    ``create`` is called once per job and role, when the job is made (check the settings there
+    and build light objects), and returns a fresh :class:`RoleHandle`. ``open`` is awaited once
+    per process before the first job that uses the provider runs (load a model there, once,
+    shared by jobs); ``close`` runs when the process (server, kernel) closes. ``estimate`` may
+    price a role's calls without making them.
     """
 
     name: ClassVar[str] = ""
@@ -139,6 +311,26 @@ class Provider:
     description: ClassVar[str] = ""
     #: the optional extra that brings this provider's dependencies: ``pip install beamkit[extra]``
     extra: ClassVar[str | None] = None
+    #: modules this provider needs; when one is missing it is listed as unavailable, with the extra's hint
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: older flat setting names and the ``role.name`` they stand for (``{"llm_model": "llm.model"}``)
+    aliases: ClassVar[dict[str, str]] = {}
+
+    def unavailable(self) -> str | None:
+        """Why this provider cannot run in this process (a missing module), or None."""
+        import importlib.util
+
+        for module in self.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                return f"the module '{module}' is not installed"
+        return None
+
+    def settings_for(self, role: str) -> tuple[Setting, ...]:
+        return tuple(s for s in self.settings if s.applies_to(role))
 
     def open(self) -> Awaitable[None] | None:
         return None
@@ -150,37 +342,93 @@ class Provider:
         raise NotImplementedError
 
     def estimate(self, role: str, calls: dict[str, int], options: RoleOptions) -> dict[str, Any] | None:
-        """Cost of ``calls`` (operation -> count) for ``role``: ``{"cost": dollars, ...}``; None: not priced."""
+        """Cost of ``calls`` (operation -> count) for ``role``, or None: not priced.
+
+        The answer is ``{"cost": {operation: dollars}, "model": name, "currency": "USD",
+        "unpriced": [models], "assumptions": {...}}``; only ``cost`` is required.
+        """
         return None
 
 
-# -- the all-three-roles provider set of 0.1, until the registry resolves roles (issue 9) --
-
-
 @dataclass
-class ProviderOptions:
-    """What a job hands to a provider-set factory."""
+class Roles:
+    """What one job's engine gets: one object per role, and how to drive each."""
 
-    temperature: float = 0.8
-    seed: int = 0
-    #: extra settings (model names, base URL, a per-request key); never stored or logged
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ProviderSet:
-    """The three roles a job needs, plus their per-kind limits and a usage counter."""
-
-    name: str
     llm: LLM
     image: ImageModel
     vision: Vision
-    limits: dict[str, Limit] = field(default_factory=dict)  # keys: those of KINDS
-    usage: Callable[[], dict[str, Any]] = dict  # token/image counts and cost, per model
-    aclose: Callable[[], Any] | None = None
-    #: the longest one call may run (seconds, waiting for a limit's slot not counted); None: no bound
-    call_timeout: float | None = DEFAULT_CALL_TIMEOUT
+    #: the provider each role came from
+    providers: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, Limit] = field(default_factory=dict)
+    #: which process-wide limiter each role shares
+    limit_keys: dict[str, str] = field(default_factory=dict)
+    #: per role: the longest one call may run (seconds); None: no bound
+    call_timeouts: dict[str, float | None] = field(default_factory=dict)
+    #: per role: its configuration without secrets
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    handles: dict[str, RoleHandle] = field(default_factory=dict, repr=False)
+    #: awaited before the first call: the process-level open hooks of the providers used
+    opener: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, handles: Mapping[str, RoleHandle], providers: Mapping[str, str],
+           opener: Callable[[], Awaitable[None]] | None = None) -> Roles:
+        return cls(
+            llm=handles["llm"].impl, image=handles["image"].impl, vision=handles["vision"].impl,
+            providers=dict(providers),
+            limits={r: h.limit for r, h in handles.items()},
+            limit_keys={r: h.limit_key or f"{providers[r]}:{r}" for r, h in handles.items()},
+            call_timeouts={r: h.call_timeout for r, h in handles.items()},
+            info={r: {"provider": providers[r], **h.info} for r, h in handles.items()},
+            handles=dict(handles),
+            opener=opener,
+        )
+
+    async def open(self) -> None:
+        if self.opener is not None:
+            await self.opener()
+
+    def usage(self) -> dict[str, Any]:
+        """Every role's usage merged: rows of the same model summed, costs added."""
+        parts = [h.usage() for h in self.handles.values() if h.usage is not None]
+        return merge_usage(parts)
+
+    async def aclose(self) -> None:
+        """Per-job cleanup of every role object; one failing does not stop the others."""
+        seen: set[int] = set()
+        for handle in self.handles.values():
+            if handle.aclose is None or id(handle.aclose) in seen:
+                continue
+            seen.add(id(handle.aclose))
+            try:
+                closing = handle.aclose()
+                if inspect.isawaitable(closing):
+                    await closing
+            except Exception:  # noqa: BLE001 - cleanup is best effort; the job's outcome stands
+                log.debug("closing a role failed", exc_info=True)
 
 
-#: A factory builds a fresh ProviderSet for one job.
-ProviderFactory = Callable[[ProviderOptions], ProviderSet]
+def merge_usage(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Usage dicts added together: numbers summed, lists united, objects merged key by key."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        _add(out, part)
+    for key in ("totalCost",):
+        if isinstance(out.get(key), float):
+            out[key] = round(out[key], 6)
+    return out
+
+
+def _add(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key, value in part.items():
+        have = into.get(key)
+        if key not in into:
+            into[key] = copy.deepcopy(value)
+        elif isinstance(have, bool) or isinstance(value, bool):
+            into[key] = have and value
+        elif isinstance(have, (int, float)) and isinstance(value, (int, float)):
+            into[key] = round(have + value, 6) if isinstance(have, float) or isinstance(value, float) else have + value
+        elif isinstance(have, dict) and isinstance(value, Mapping):
+            _add(have, value)
+        elif isinstance(have, list) and isinstance(value, list):
+            into[key] = sorted({*have, *value}, key=str)

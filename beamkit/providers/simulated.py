@@ -1,26 +1,38 @@
-"""A provider set for tests and benchmarks: fixed latencies, seeded faults, recorded calls.
+"""A provider of every role for tests and benchmarks: fixed latencies, seeded faults, recorded calls.
 
 It stands in for the external services (not for beamkit's own parts), so the engine,
 servers and widget can be driven hard and measured without a network or a key::
 
     sim = Simulation(image_latency=0.2, fail_rate=0.1)
-    beamkit.providers.register("sim", sim.factory)
+    beamkit.providers.register("sim", sim.provider)
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import random
+import struct
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-from PIL import Image, PngImagePlugin
+from functools import cached_property
+from typing import Any
 
 from ..candidate import Candidate, Dimension
 from ..errors import BeamkitError, ErrorCode, ProviderError
-from .base import DEFAULT_CALL_TIMEOUT, GeneratedImage, Limit, ProviderOptions, ProviderSet, VisionResult
+from .base import (
+    DEFAULT_CALL_TIMEOUT,
+    ROLES,
+    GeneratedImage,
+    Limit,
+    Provider,
+    RoleHandle,
+    RoleOptions,
+    Setting,
+    VisionResult,
+)
+from .openai.config import API_KEY_HEADER
 
 #: (operation, args) -> an error to raise, or None
 FaultHook = Callable[[str, tuple[Any, ...]], BaseException | None]
@@ -34,13 +46,59 @@ def _h(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+_IHDR = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)  # 8 x 8, 8-bit RGB
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+_HEAD, _END = _chunk(b"IHDR", _IHDR), _chunk(b"IEND", b"")
+
+
+def _stored(data: bytes) -> bytes:
+    """A zlib stream of one uncompressed block: zlib.compress would cost 30 times more (and let go of the GIL)."""
+    return b"\x78\x01\x01" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data + struct.pack(">I", zlib.adler32(data))
+
+
 def _tiny_png(prompt: str) -> bytes:
-    img = Image.new("RGB", (8, 8), ((_h(prompt) >> 16) & 255, (_h(prompt) >> 8) & 255, _h(prompt) & 255))
-    info = PngImagePlugin.PngInfo()
-    info.add_text("prompt", prompt)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", pnginfo=info)
-    return buf.getvalue()
+    """An 8 x 8 PNG of one colour that carries its prompt (an iTXt chunk), built by hand:
+    Pillow would cost the event loop far more than the simulated call itself."""
+    h = _h(prompt)
+    rows = (b"\x00" + bytes(((h >> 16) & 255, (h >> 8) & 255, h & 255)) * 8) * 8
+    return b"".join((
+        _PNG,
+        _HEAD,
+        _chunk(b"iTXt", b"prompt\x00\x00\x00\x00\x00" + prompt.encode("utf-8")),
+        _chunk(b"IDAT", _stored(rows)),
+        _END,
+    ))
+
+
+def _prompt_in(png: bytes) -> str:
+    """The ``prompt`` text chunk of a PNG ("" if it has none); raises ValueError for what is not a PNG."""
+    if not png.startswith(_PNG):
+        raise ValueError("the picture is not a PNG")
+    pos = len(_PNG)
+    while pos + 8 <= len(png):
+        length, kind = struct.unpack_from(">I4s", png, pos)
+        data = png[pos + 8: pos + 8 + length]
+        pos += 12 + length
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
+            continue
+        key, _, rest = data.partition(b"\x00")
+        if key != b"prompt":
+            continue
+        if kind == b"tEXt":
+            return rest.decode("latin-1")
+        if kind == b"zTXt":
+            return zlib.decompress(rest[1:]).decode("latin-1")
+        compressed, rest = rest[0], rest[2:]
+        _language, _, rest = rest.partition(b"\x00")
+        _translated, _, text = rest.partition(b"\x00")
+        return (zlib.decompress(text) if compressed else text).decode("utf-8")
+    return ""
 
 
 @dataclass
@@ -62,17 +120,16 @@ class Simulation:
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    open_delay: float = 0.0  # seconds the process-level open hook takes
+    opens: int = 0  # how often the open hook ran
+    closes: int = 0  # how often the close hook ran
+    #: each role's options, as the provider got them, in the order the roles were made
+    created: list[RoleOptions] = field(default_factory=list)
 
-    def factory(self, options: ProviderOptions) -> ProviderSet:
-        return ProviderSet(
-            name=self.name,
-            llm=_LLM(self),
-            image=_Image(self),
-            vision=_Vision(self),
-            limits=dict(self.limits),
-            usage=lambda: {"calls": len(self.calls)},
-            call_timeout=self.call_timeout,
-        )
+    @cached_property
+    def provider(self) -> SimulatedProvider:
+        """This simulation as a Provider of every role: ``register(name, sim.provider)``."""
+        return SimulatedProvider(self)
 
     def count(self, op: str) -> int:
         return sum(1 for name, _ in self.calls if name == op)
@@ -86,8 +143,9 @@ class Simulation:
                 await asyncio.Event().wait()
             if self.fault is not None and (err := self.fault(op, args)) is not None:
                 raise err
-            rng = random.Random(f"{seed}:{op}")
-            roll = rng.random()
+            # Seeding a generator costs more than the rest of the call: only when there are faults to draw.
+            faulty = self.fail_rate or self.crash_rate or self.stall_rate
+            roll = random.Random(f"{seed}:{op}").random() if faulty else 1.0
             if roll < self.fail_rate:
                 raise ProviderError(f"simulated failure in {op}", ErrorCode.PROVIDER_ERROR)
             roll -= self.fail_rate
@@ -144,7 +202,7 @@ class _Vision:
         self.sim = sim
 
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
-        prompt = Image.open(io.BytesIO(image)).text.get("prompt", "")  # type: ignore[attr-defined]
+        prompt = _prompt_in(image)
         await self.sim.call("vision", self.sim.vision_latency, seed, prompt)
         if self.sim.score is not None:
             alignment, aesthetic = self.sim.score(prompt)
@@ -154,6 +212,46 @@ class _Vision:
         alignment = min(100.0, _h(prompt) % 70 + 6 * refinements)
         aesthetic = (_h(prompt[::-1]) % 100) / 10
         return VisionResult(alignment, aesthetic, analysis=f"simulated: {refinements} refinements")
+
+
+#: the operations of each role, for its usage
+_OPERATIONS = {"llm": ("expand", "refine", "combine", "critique"), "image": ("image",), "vision": ("vision",)}
+
+
+class SimulatedProvider(Provider):
+    """Every role of one :class:`Simulation`. It declares a secret ``api_key`` carried by the same
+    header as openai's, and an ``llm_model``, so that tests can follow settings to a provider."""
+
+    roles = ROLES
+    description = "simulated services for tests and benchmarks"
+    settings = (
+        Setting("api_key", str, secret=True, header=API_KEY_HEADER, help="recorded, never used"),
+        Setting("llm_model", str, roles=("llm",), help="recorded, never used"),
+    )
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    async def open(self) -> None:
+        self.sim.opens += 1
+        if self.sim.open_delay:
+            await asyncio.sleep(self.sim.open_delay)
+
+    def close(self) -> None:
+        self.sim.closes += 1
+
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        sim = self.sim
+        sim.created.append(options)
+        impl: Any = {"llm": _LLM, "image": _Image, "vision": _Vision}[role](sim)
+        ops = _OPERATIONS[role]
+        return RoleHandle(
+            impl,
+            limit=sim.limits.get(role, Limit()),
+            usage=lambda: {"calls": sum(1 for op, _ in sim.calls if op in ops)},
+            call_timeout=sim.call_timeout,
+            info={"simulation": sim.name},
+        )
 
 
 def fatal(code: str = ErrorCode.AUTH_ERROR, message: str = "simulated bad key") -> BeamkitError:

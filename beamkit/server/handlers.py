@@ -15,21 +15,22 @@ import re
 from typing import Any
 
 from tornado import web
+from tornado.websocket import WebSocketClosedError
 
 from .. import __version__
 from .. import events as ev
-from ..errors import HTTP_STATUS, BeamkitError, ErrorCode, InvalidRequest, NotFound
+from ..errors import BeamkitError, ErrorCode, InvalidRequest, NotFound
+from ..providers import registry
+from ..settings import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_QUEUE
 from . import openapi, thumbnails
-from .connection import DEFAULT_MAX_QUEUE, Connection
+from .connection import Connection
+from .frames import payloads
 from .manager import JobManager, from_wire
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 MAX_WS_MESSAGE = 64 * 1024
-#: WebSockets open at once; one more is refused (429 RATE_LIMIT) before the upgrade
-DEFAULT_MAX_CONNECTIONS = 512
-API_KEY_HEADER = "X-OpenAI-API-Key"
 CANCEL_WAIT = 5.0
 _STATUS_CODE = {400: ErrorCode.INVALID_REQUEST, 401: ErrorCode.AUTH_ERROR, 403: ErrorCode.AUTH_ERROR, 404: ErrorCode.NOT_FOUND,
                 405: ErrorCode.INVALID_REQUEST, 413: ErrorCode.INVALID_REQUEST, 429: ErrorCode.RATE_LIMIT}
@@ -99,7 +100,7 @@ class BeamkitHandler:
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         if isinstance(exc, BeamkitError):
-            status_code = HTTP_STATUS.get(exc.code, 500)
+            status_code = exc.http_status
         super().send_error(status_code, **kwargs)  # type: ignore[misc]
 
 
@@ -111,8 +112,10 @@ class HealthRoute(BeamkitHandler):
 
 class BeamSearchRoute(BeamkitHandler):
     def post(self) -> None:
-        key = (self.request.headers.get(API_KEY_HEADER) or "").strip()
-        job = self.manager.start(self.json_body(), provider_settings={"api_key": key} if key else None)
+        # Only the headers that providers declare for a setting (a per-request key) are read; their
+        # values go to the job's roles and are never stored, logged or echoed.
+        headers = {h: v.strip() for h in registry.setting_headers() if (v := self.request.headers.get(h, "")).strip()}
+        job = self.manager.start(self.json_body(), headers=headers)
         self.send_json({"jobId": job.id, "status": "started", "message": "Beam search job started"})
 
 
@@ -127,7 +130,7 @@ class CancelRoute(BeamkitHandler):
         if job is not None:  # cancellation takes effect within a second; answer with the outcome
             try:
                 await asyncio.wait_for(asyncio.shield(job.wait()), CANCEL_WAIT)
-            except (BeamkitError, asyncio.TimeoutError):
+            except (TimeoutError, BeamkitError):
                 pass
         self.send_json(await self.manager.status(job_id))
 
@@ -152,9 +155,16 @@ class ImageRoute(BeamkitHandler):
         self.finish(data)  # type: ignore[attr-defined]
 
 
+class ProvidersRoute(BeamkitHandler):
+    def get(self) -> None:
+        self.send_json({"providers": registry.describe()})
+
+
 class OpenAPIRoute(BeamkitHandler):
     def get(self) -> None:
-        self.send_json(openapi.document())
+        # where this app serves its routes: the path above api/openapi.json (a Jupyter base_url + beamkit/)
+        prefix = self.request.path[: -len("api/openapi.json")].rstrip("/")
+        self.send_json(openapi.served(f"{self.request.protocol}://{self.request.host}{prefix}"))
 
 
 class SocketRoute(BeamkitHandler):
@@ -178,12 +188,31 @@ class SocketRoute(BeamkitHandler):
     def open(self, *args: Any, **kwargs: Any) -> Any:
         self.conn = Connection(
             self.manager,
-            send=self.write_message,  # type: ignore[attr-defined]
+            write=self.write_frames,
             close=self.close,  # type: ignore[attr-defined]
             max_queue=self.settings.get("beamkit_max_queue", DEFAULT_MAX_QUEUE),
+            max_bytes=self.settings.get("beamkit_max_pending_bytes", DEFAULT_MAX_PENDING_BYTES),
         )
         self.settings.setdefault("beamkit_sockets", set()).add(self)
         return super().open(*args, **kwargs)  # type: ignore[misc]
+
+    def write_frames(self, frames: list[bytes]) -> Any:
+        """Write whole text frames, built once for every subscriber, in one write to the socket.
+
+        Tornado's ``write_message`` would re-encode each message, build its frame and write it on
+        its own; the bytes are the same, so they go to the stream directly. With permessage-deflate
+        agreed (only if a subclass asks for it), each message must be compressed, so Tornado frames them.
+        """
+        protocol = self.ws_connection  # type: ignore[attr-defined]
+        if protocol is None or protocol.is_closing():
+            raise WebSocketClosedError()
+        if getattr(protocol, "_compressor", None) is not None:
+            fut = None
+            for frame in frames:
+                for payload in payloads(frame):
+                    fut = self.write_message(payload)  # type: ignore[attr-defined]
+            return fut
+        return protocol.stream.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     async def on_message(self, message: str | bytes) -> None:
         if self.conn is not None:
@@ -203,6 +232,7 @@ ROUTES: list[tuple[str, type]] = [
     (r"api/job/([^/]+)", JobRoute),
     ("api/jobs", JobsRoute),
     (r"api/images/([^/]+)", ImageRoute),
+    ("api/providers", ProvidersRoute),
     ("api/openapi.json", OpenAPIRoute),
     ("ws", SocketRoute),
 ]

@@ -12,29 +12,38 @@ import asyncio
 import json
 import logging
 import os
+import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import events as ev
 from .. import storage
 from ..errors import BeamkitError, ErrorCode, NotFound
+from ..events import JobStatus
 from ..job import Job
 from ..params import all_text, validate
-from ..providers import registry
-from ..result import load as load_result
+from ..providers import registry, resolve
+from ..result import Result
+from ..settings import DEFAULT_MAX_JOBS, DEFAULT_OUTPUT, DEFAULT_PROVIDERS, DEFAULT_REPLAY_MEMORY, BeamkitSettings
+from ..state import SessionState
+from ..storage import CorruptSession, load_state
+from .frames import Frames, frame_of
 
 log = logging.getLogger(__name__)
 
-#: ``sink(line, terminal)``: called synchronously with each new event of a job, as wire text.
-Sink = Callable[[str, bool], None]
+#: ``sink(frame, terminal)``: called synchronously with each new event of a job, as its WebSocket frame.
+Sink = Callable[[bytes, bool], None]
 
 INTERRUPTED_MESSAGE = "the server stopped before this job finished"
+#: the REST status of a session folder that cannot be read (an extension of SPEC's status set)
+CORRUPT = "corrupt"
 
 
 #: An event as sent on a WebSocket: the same text that ``events.jsonl`` holds.
-wire = storage.event_line
+wire = ev.encode
 
 
 def from_wire(data: str | bytes) -> Any:
@@ -52,22 +61,22 @@ def from_wire(data: str | bytes) -> Any:
 
 @dataclass
 class Feed:
-    """A live job's events as wire text, and the sinks that follow it."""
+    """A live job's events as frames (built once, shared by every subscriber), and the sinks that follow it."""
 
     job: Job
     created: str
-    lines: list[str] = field(default_factory=list)
+    frames: Frames = field(default_factory=Frames)
     sinks: list[Sink] = field(default_factory=list)
     ended: bool = False
 
-    def publish(self, event: dict[str, Any]) -> None:
-        line = wire(event)
-        self.lines.append(line)
-        terminal = event["type"] in ev.TERMINAL
+    def publish(self, event: ev.Event) -> None:
+        frame = frame_of(wire(event))  # the job encoded the text already; the frame is built here, once
+        self.frames.append(frame)
+        terminal = ev.is_terminal(event)
         self.ended = self.ended or terminal
         for sink in tuple(self.sinks):
             try:
-                sink(line, terminal)
+                sink(frame, terminal)
             except Exception:  # one subscriber's failure must not reach the job or the others
                 log.exception("beamkit subscriber failed")
         if terminal:
@@ -76,9 +85,9 @@ class Feed:
 
 @dataclass
 class Subscription:
-    """What ``subscribe`` returns: the events so far (``lines[:count]``), and how to stop."""
+    """What ``follow``/``replay`` return: the events so far (``frames`` 0..count-1, shared), and how to stop."""
 
-    lines: list[str]
+    frames: Frames
     count: int
     live: bool
     cancel: Callable[[], None] = lambda: None
@@ -87,12 +96,12 @@ class Subscription:
 class JobManager:
     def __init__(
         self,
-        output: str | os.PathLike[str] = "output",
+        output: str | os.PathLike[str] = DEFAULT_OUTPUT,
         *,
-        max_jobs: int = 4,
-        providers: str = "offline",
+        max_jobs: int = DEFAULT_MAX_JOBS,
+        providers: str | Mapping[str, str] = DEFAULT_PROVIDERS,
         provider_settings: dict[str, dict[str, Any]] | None = None,
-        replay_cache: int = 16,
+        replay_memory: int = DEFAULT_REPLAY_MEMORY,
     ) -> None:
         if max_jobs < 1:
             raise ValueError("max_jobs must be at least 1")
@@ -104,9 +113,15 @@ class JobManager:
         self._live: dict[str, Feed] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._summaries: dict[str, dict[str, Any]] = {}  # finished jobs, read once
-        self._replays: OrderedDict[str, list[str]] = OrderedDict()
-        self._replay_cache = replay_cache
+        self.replays = ReplayStore(replay_memory)
         self.closed = False
+
+    @classmethod
+    def from_settings(cls, settings: BeamkitSettings, output: str | os.PathLike[str] | None = None) -> JobManager:
+        """The manager of a server with these settings (``output`` resolved by the caller, if it must be)."""
+        return cls(settings.output if output is None else output, max_jobs=settings.max_jobs,
+                   providers=settings.providers, provider_settings=settings.provider_settings,
+                   replay_memory=settings.replay_memory)
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -114,22 +129,28 @@ class JobManager:
     def running(self) -> int:
         return len(self._live)
 
-    def start(self, body: Any, provider_settings: dict[str, Any] | None = None) -> Job:
-        """Validate a request body and start its job; raises InvalidRequest or RATE_LIMIT."""
+    def start(self, body: Any, headers: Mapping[str, str] | None = None) -> Job:
+        """Validate a request body and start its job; raises InvalidRequest or RATE_LIMIT.
+
+        ``headers`` are the request headers that providers declare for a setting (a per-request
+        key): each goes to the roles whose provider declares it, winning over the server's settings.
+        """
         if self.closed:
             raise BeamkitError("the server is shutting down", ErrorCode.RATE_LIMIT)
         if isinstance(body, dict) and "providers" not in body:
             body = {**body, "providers": self.default_providers}
-        params = validate(body)
-        registry.get_factory(params.providers)  # an unknown set is a 400 before any folder is made
+        params = validate(body).with_seed()
+        # Roles are resolved (and every setting checked) before any folder is made: a bad one is a 400.
+        roles = resolve(params.providers, temperature=params.temperature, seed=params.seed or 0,
+                        prompt=params.prompt, server=self.provider_settings, headers=headers)
         if len(self._live) >= self.max_jobs:
+            asyncio.get_running_loop().create_task(roles.aclose())  # made for nothing: release their clients
             raise BeamkitError(
                 f"{len(self._live)} jobs are running, the most this server allows; try again when one ends",
                 ErrorCode.RATE_LIMIT,
                 maxJobs=self.max_jobs,
             )
-        settings = {**self.provider_settings.get(params.providers, {}), **(provider_settings or {})}
-        job = Job(params, self.output, provider_settings=settings or None)
+        job = Job(params, self.output, roles=roles)
         feed = Feed(job, ev.timestamp())
         job.add_listener(feed.publish)
         self._live[job.id] = feed
@@ -176,15 +197,18 @@ class JobManager:
         """The body of ``GET /api/job/:jobId``."""
         feed = self._live.get(job_id)
         if feed is not None:
-            return _live_status(feed)
+            return _status_body(feed.job.state)
         folder = self._folder(job_id)
         if folder is None:
             raise NotFound(f"no job '{job_id}'", jobId=job_id)
-        return await asyncio.to_thread(_disk_status, folder)
+        try:
+            return _status_body(await asyncio.to_thread(_disk_state, folder))
+        except CorruptSession as exc:
+            return _corrupt_row(job_id, exc) | {"config": {}, "error": exc.to_dict()}
 
     async def list(self) -> list[dict[str, Any]]:
         """Every job this server knows, newest first."""
-        rows = {jid: _summary(feed) for jid, feed in self._live.items()}
+        rows = {jid: _summary_row(feed.job.state, feed.created) for jid, feed in self._live.items()}
         folders = [p for p in storage.list_sessions(self.output) if p.name not in rows]
         missing = [p for p in folders if p.name not in self._summaries]
         read = await asyncio.to_thread(lambda: [_disk_summary(p) for p in missing]) if missing else []
@@ -198,7 +222,7 @@ class JobManager:
         for folder in folders:
             if folder.name in self._summaries:
                 rows[folder.name] = self._summaries[folder.name]
-        return sorted(rows.values(), key=lambda r: (r["createdAt"] or "", r["jobId"]), reverse=True)
+        return sorted(rows.values(), key=lambda r: (str(r["createdAt"] or ""), r["jobId"]), reverse=True)
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -211,31 +235,20 @@ class JobManager:
         feed = self._live.get(job_id)
         if feed is None:
             return None
-        count = len(feed.lines)
+        count = len(feed.frames)
         if feed.ended:
-            return Subscription(feed.lines, count, live=False)
+            return Subscription(feed.frames, count, live=False)
         feed.sinks.append(sink)
-        return Subscription(feed.lines, count, live=True, cancel=lambda: _remove(feed.sinks, sink))
+        return Subscription(feed.frames, count, live=True, cancel=lambda: _remove(feed.sinks, sink))
 
     async def replay(self, job_id: str) -> Subscription:
-        """A finished job's events, read back from its session (NotFound for an unknown job)."""
-        lines = await self._replay(job_id)
-        return Subscription(lines, len(lines), live=False)
-
-    async def _replay(self, job_id: str) -> list[str]:
-        if job_id in self._replays:
-            self._replays.move_to_end(job_id)
-            return self._replays[job_id]
+        """A finished job's events, read back from its session (NotFound for an unknown job;
+        RATE_LIMIT when replays already hold the memory the server allows them)."""
         folder = self._folder(job_id)
         if folder is None:
             raise NotFound(f"no job '{job_id}'", jobId=job_id)
-        lines, finished = await asyncio.to_thread(_read_lines, folder, job_id)
-        if not finished:  # interrupted, or written by another process: read again next time
-            return lines
-        self._replays[job_id] = lines
-        while len(self._replays) > self._replay_cache:
-            self._replays.popitem(last=False)
-        return lines
+        frames = await self.replays.get(job_id, folder)
+        return Subscription(frames, len(frames), live=False)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -256,6 +269,7 @@ class JobManager:
             feed.job.cancel()
         if self._watchers:
             await asyncio.wait(list(self._watchers), timeout=timeout)
+        await registry.close_all()  # the providers' process-level close hooks, with the server
 
 
 def _remove(items: list[Any], item: Any) -> None:
@@ -263,6 +277,96 @@ def _remove(items: list[Any], item: Any) -> None:
         items.remove(item)
     except ValueError:
         pass
+
+
+class ReplayStore:
+    """Sessions read back for replays: one shared ``Frames`` per session, all of them within a byte budget.
+
+    A session is read once however many sockets replay it (concurrent requests wait for the
+    same read), and kept while any socket still has frames of it to write, or while it is among
+    the recently used that fit the budget. A copy is good while events.jsonl keeps its size and
+    mtime: an interrupted session that another process goes on writing is read again.
+    """
+
+    def __init__(self, budget: int = DEFAULT_REPLAY_MEMORY) -> None:
+        self.budget = budget
+        #: bytes of every session's frames alive here, cached or still being written to a socket
+        self.held = 0
+        self._alive: weakref.WeakValueDictionary[str, Frames] = weakref.WeakValueDictionary()
+        self._keys: dict[int, tuple[int, int]] = {}  # id(frames) -> the (size, mtime) it was read at
+        self._recent: OrderedDict[str, Frames] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Frames]] = {}
+
+    async def get(self, job_id: str, folder: Path) -> Frames:
+        pending = self._loading.get(job_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        key = await asyncio.to_thread(_stamp, folder)
+        frames = self._alive.get(job_id)
+        if frames is not None and self._keys.get(id(frames)) == key:
+            self._keep(job_id, frames)
+            return frames
+        pending = self._loading.get(job_id)  # another request started the read while this one looked
+        if pending is not None:
+            return await asyncio.shield(pending)
+        self._make_room(key[0])
+        if self.held + key[0] > self.budget:
+            raise BeamkitError(
+                f"replays hold {self.held >> 20} MiB, and this one needs {-(-key[0] >> 20)} MiB more than the "
+                f"{self.budget >> 20} MiB this server allows them (replay_memory); try again when clients have read them",
+                ErrorCode.RATE_LIMIT, jobId=job_id)
+        fut: asyncio.Future[Frames] = asyncio.get_running_loop().create_future()
+        self._loading[job_id] = fut
+        try:
+            frames = await asyncio.to_thread(_read_frames, folder, job_id)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: only the requests waiting on it report it
+            else:
+                fut.cancel()
+            raise
+        finally:
+            self._loading.pop(job_id, None)
+        self._alive[job_id] = frames
+        self._keys[id(frames)] = key
+        self.held += frames.nbytes
+        weakref.finalize(frames, self._release, id(frames), frames.nbytes)
+        self._keep(job_id, frames)
+        self._make_room(0)
+        fut.set_result(frames)
+        return frames
+
+    def _keep(self, job_id: str, frames: Frames) -> None:
+        self._recent[job_id] = frames
+        self._recent.move_to_end(job_id)
+
+    def _make_room(self, need: int) -> None:
+        # Dropping a recent one frees its memory only once no socket is still writing it.
+        while self._recent and self.held + need > self.budget:
+            self._recent.popitem(last=False)
+
+    def _release(self, ident: int, nbytes: int) -> None:
+        self.held -= nbytes
+        self._keys.pop(ident, None)
+
+    @property
+    def cached(self) -> int:
+        return len(self._recent)
+
+
+def _stamp(folder: Path) -> tuple[int, int]:
+    """events.jsonl's size and mtime: a copy read at another stamp is stale."""
+    try:
+        st = os.stat(folder / storage.EVENTS_FILE)
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _read_frames(folder: Path, job_id: str) -> Frames:
+    lines, _ = _read_lines(folder, job_id)
+    return Frames([frame_of(line) for line in lines])
 
 
 def _read_lines(folder: Path, job_id: str) -> tuple[list[str], bool]:
@@ -274,101 +378,67 @@ def _read_lines(folder: Path, job_id: str) -> tuple[list[str], bool]:
     if last is not None and last.get("type") in ev.TERMINAL:
         return lines, True
     end = ev.error(job_id, f"Job was interrupted: {INTERRUPTED_MESSAGE}", ErrorCode.INTERNAL_ERROR, interrupted=True)
-    if last is not None and last.get("timestamp"):
-        end["timestamp"] = last["timestamp"]  # when it was last heard of: every replay reads the same
+    if last is not None and isinstance(last.get("timestamp"), str):
+        end = replace(end, timestamp=last["timestamp"])  # when it was last heard of: every replay reads the same
     lines.append(wire(end))
     return lines, False
 
 
-def _best_score(result: dict[str, Any] | None) -> float | None:
-    best = (result or {}).get("bestCandidate")
-    return best.get("totalScore") if best else None
-
-
-def _live_status(feed: Feed) -> dict[str, Any]:
-    job = feed.job
-    body: dict[str, Any] = {"jobId": job.id, "config": job.params.to_dict(), "progress": job.progress}
-    last = job.history[-1] if job.history else None
-    if last is not None and last["type"] == ev.COMPLETE:
-        body.update(status="completed", result=last["result"])
-    elif last is not None and last["type"] == ev.ERROR:
-        code = last["error"]["code"]
-        body.update(status="cancelled" if code == ErrorCode.CANCELLED else "error", error=last["error"])
+def _status_body(state: SessionState) -> dict[str, Any]:
+    """The body of ``GET /api/job/:jobId``, live or read back: what the reducer knows, as REST says it."""
+    body: dict[str, Any] = {"jobId": state.job_id, "config": state.config, "progress": state.progress,
+                            "status": state.rest_status}
+    if state.status == JobStatus.COMPLETED:
+        body["result"] = state.result if state.result is not None else Result.from_state(state).to_dict()
+    elif state.status == JobStatus.INTERRUPTED:
+        body.update(interrupted=True,
+                    error={"message": f"Job was interrupted: {INTERRUPTED_MESSAGE}", "code": ErrorCode.INTERNAL_ERROR})
+    elif state.done:
+        body["error"] = state.error or {"message": state.status.value, "code": ErrorCode.INTERNAL_ERROR}
     else:
-        body["status"] = "in_progress"
-        best = job.result.best
+        best = state.best
         body["bestScore"] = best.total_score if best else None
     return body
 
 
-def _disk_status(folder: Path) -> dict[str, Any]:
+def _summary_row(state: SessionState, created: str | None) -> dict[str, Any]:
+    """One job of ``GET /api/jobs``."""
+    best = state.best
+    return {
+        "jobId": state.job_id,
+        "prompt": state.config.get("prompt"),
+        "status": state.rest_status,
+        "bestScore": best.total_score if best else None,
+        "createdAt": created,
+        **({"interrupted": True} if state.status == JobStatus.INTERRUPTED else {}),
+    }
+
+
+def _disk_state(folder: Path) -> SessionState:
     try:
-        result = load_result(folder)
+        return load_state(folder)
     except NotFound:
         raise NotFound(f"no job '{folder.name}'", jobId=folder.name) from None
-    cfg = result.config
-    n, iters = int(cfg.get("N") or 0), int(cfg.get("iterations") or 0)
-    body: dict[str, Any] = {
-        "jobId": result.job_id,
-        "config": cfg,
-        "progress": {
-            "currentIteration": max(result.beams, default=0),
-            "totalIterations": iters,
-            "candidatesProcessed": len(result.candidates),
-            "totalCandidates": n * iters,
-        },
-    }
-    if result.status == "completed":
-        body.update(status="completed", result=result.to_dict())
-    elif result.status == "interrupted":
-        body.update(
-            status="error",
-            interrupted=True,
-            error={"message": f"Job was interrupted: {INTERRUPTED_MESSAGE}", "code": ErrorCode.INTERNAL_ERROR},
-        )
-    else:
-        body.update(status=result.status, error=result.error or {"message": result.status, "code": ErrorCode.INTERNAL_ERROR})
-    return body
 
 
-def _summary(feed: Feed) -> dict[str, Any]:
-    body = _live_status(feed)
-    result = body.get("result")
-    return {
-        "jobId": body["jobId"],
-        "prompt": feed.job.params.prompt,
-        "status": body["status"],
-        "bestScore": _best_score(result) if result else body.get("bestScore"),
-        "createdAt": feed.created,
-    }
-
-
-def _first_timestamp(folder: Path) -> str | None:
-    try:
-        with open(folder / storage.EVENTS_FILE, encoding="utf-8") as fh:
-            return json.loads(fh.readline()).get("timestamp")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+def _corrupt_row(job_id: str, exc: BeamkitError) -> dict[str, Any]:
+    """A session that cannot be read: listed, with the reason, rather than hidden."""
+    return {"jobId": job_id, "prompt": None, "status": CORRUPT, "bestScore": None, "createdAt": None,
+            "reason": exc.message}
 
 
 def _disk_summary(folder: Path) -> dict[str, Any] | None:
     try:
-        result = load_result(folder)
+        state = load_state(folder)
     except NotFound:
         return None  # a folder with nothing in it yet
-    except Exception:
+    except CorruptSession as exc:
+        log.warning("beamkit could not read session %s: %s", folder, exc.message)
+        return _corrupt_row(folder.name, exc)
+    except Exception as exc:  # a bug in reading must cost one session, not the whole list
         log.warning("beamkit could not read session %s", folder, exc_info=True)
-        return None
-    best = result.best
-    status = result.status
-    return {
-        "jobId": result.job_id,
-        "prompt": result.config.get("prompt"),
-        "status": "error" if status == "interrupted" else status,
-        "bestScore": best.total_score if best else None,
-        "createdAt": _first_timestamp(folder),
-        **({"interrupted": True} if status == "interrupted" else {}),
-    }
+        return _corrupt_row(folder.name, CorruptSession(f"{type(exc).__name__}: {exc}"))
+    return _summary_row(state, state.started_at)
 
 
 __all__ = ["JobManager", "Subscription", "Feed", "Sink", "wire"]

@@ -17,6 +17,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ErrorCode
 from ..params import json_schema
+from ..providers import ROLES, registry
 
 FILE = Path(__file__).with_name("openapi.json")
 
@@ -46,17 +47,57 @@ NUM = {"type": "number"}
 INT = {"type": "integer"}
 STR = {"type": "string"}
 NULLABLE_NUM = {"type": ["number", "null"]}
-ERROR_OBJ = {
+ERROR_OBJ: dict[str, Any] = {
     "type": "object",
     "required": ["message", "code"],
     "properties": {"message": STR, "code": {"type": "string", "enum": [v for k, v in vars(ErrorCode).items() if k.isupper()]}},
 }
 
 
+def provider_names(*, served: bool = False) -> dict[str, list[str]]:
+    """Provider names by role, and under ``"all"`` those that offer every role (a plain name).
+
+    The committed document lists the built-in providers; a server's own document lists the
+    providers available in its process (plug-ins and registered ones too).
+    """
+    by_role: dict[str, list[str]] = {role: [] for role in ROLES}
+    every: list[str] = []
+    for p in registry.describe():
+        if (not p.get("available")) if served else p.get("origin") != "builtin":
+            continue
+        roles = [r for r in p.get("roles") or [] if r in by_role]
+        for r in roles:
+            by_role[r].append(p["name"])
+        if set(ROLES) <= set(roles):
+            every.append(p["name"])
+    return {"all": sorted(every), **{r: sorted(names) for r, names in by_role.items()}}
+
+
+def providers_schema(names: dict[str, list[str]]) -> dict[str, Any]:
+    """``providers`` of a job request: a provider for every role, or one per role; no default
+    here, since an omitted ``providers`` means the server's own setting (``--providers``)."""
+    return {
+        "description": "A provider name for every role, or an object naming the provider of each role. "
+                       "Omitted: the server's default (its `providers` setting, `--providers`), which is not "
+                       "necessarily `offline`. Only providers available on the server are listed.",
+        "anyOf": [
+            {"type": "string", "enum": names["all"]},
+            {"type": "object", "required": list(ROLES), "additionalProperties": False,
+             "properties": {r: {"type": "string", "enum": names[r]} for r in ROLES}},
+        ],
+    }
+
+
+def _job_request(names: dict[str, list[str]]) -> dict[str, Any]:
+    schema = _nullable_31(json_schema())
+    schema["properties"]["providers"] = providers_schema(names)
+    return schema
+
+
 def _schemas() -> dict[str, Any]:
     ref = {"type": "object", "required": ["iteration", "candidateId"], "properties": {"iteration": INT, "candidateId": INT}}
     return {
-        "JobRequest": _nullable_31(json_schema()),
+        "JobRequest": _job_request(provider_names()),
         "Error": {
             "type": "object",
             "required": ["error", "code"],
@@ -103,6 +144,8 @@ def _schemas() -> dict[str, Any]:
                 "bestCandidate": _ref("BestCandidate"), "iterations": INT, "candidatesEvaluated": INT,
                 "candidatesFailed": INT, "duration": {"type": ["integer", "null"], "description": "milliseconds"},
                 "usage": {"type": "object"},
+                "stoppedBy": {"enum": ["plateau", "score", "images", "usd", None],
+                              "description": "the stop_when rule that ended the job early; null when it ran every iteration"},
             },
         },
         "JobStatus": {
@@ -130,7 +173,46 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "JobList": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": _ref("JobSummary")}}},
+        "Setting": {
+            "type": "object",
+            "required": ["name", "type", "default", "env", "secret", "roles"],
+            "description": "A declared provider setting. `roles` empty: every role of the provider. A secret's "
+                           "default is never shown.",
+            "properties": {
+                "name": STR, "type": {"enum": ["str", "int", "float", "bool", "dict", "list"]}, "default": {},
+                "env": {"type": "array", "items": STR}, "secret": {"type": "boolean"}, "help": STR,
+                "roles": {"type": "array", "items": STR}, "choices": {"type": "array"},
+                "header": {"type": ["string", "null"], "description": "a request header that may carry it"},
+                "minimum": NULLABLE_NUM, "maximum": NULLABLE_NUM, "nullable": {"type": "boolean"},
+            },
+        },
+        "Provider": {
+            "type": "object",
+            "required": ["name", "available", "roles", "settings"],
+            "properties": {
+                "name": STR,
+                "available": {"type": "boolean"},
+                "reason": {"type": ["string", "null"], "description": "why it cannot be used here"},
+                "install": {"type": ["string", "null"], "description": "what would make it available"},
+                "origin": {"enum": ["builtin", "plugin", "registered"]},
+                "source": STR, "description": STR,
+                "roles": {"type": "array", "items": {"enum": list(ROLES)}},
+                "settings": {"type": "array", "items": _ref("Setting")},
+                "aliases": {"type": "object", "additionalProperties": STR,
+                            "description": "older flat names and the role.name they stand for"},
+            },
+        },
+        "ProviderList": {"type": "object", "required": ["providers"],
+                         "properties": {"providers": {"type": "array", "items": _ref("Provider")}}},
     }
+
+
+def _setting_headers() -> list[dict[str, Any]]:
+    """The request headers the built-in providers declare for a setting (a per-request key)."""
+    return [{"name": header, "in": "header", "required": False, "schema": STR,
+             "description": f"the '{name}' setting of the {', '.join(providers)} provider for this job only; "
+                            "never stored, logged or echoed"}
+            for header, (name, providers) in registry.builtin_setting_headers().items()]
 
 
 def _job_id() -> dict[str, Any]:
@@ -163,10 +245,11 @@ def build() -> dict[str, Any]:
             "/api/beam-search": {"post": {
                 "operationId": "startJob",
                 "summary": "Start a beam search job",
-                "parameters": [{"name": "X-OpenAI-API-Key", "in": "header", "required": False, "schema": STR,
-                                "description": "a key for this job only; never stored, logged or echoed"}],
+                "parameters": _setting_headers(),
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
-                "responses": {"200": _json(_ref("Started"), "started"), "400": bad, "429": limit},
+                "responses": {"200": _json(_ref("Started"), "started"), "400": bad,
+                              "401": _error("a provider needs a key (or other credential) that neither the server "
+                                            "nor the request gives"), "429": limit},
             }},
             "/api/job/{jobId}": {"get": {
                 "operationId": "getJob", "summary": "A job's status, progress and result",
@@ -195,6 +278,11 @@ def build() -> dict[str, Any]:
                     "400": bad, "404": _error("no such image"),
                 },
             }},
+            "/api/providers": {"get": {
+                "operationId": "listProviders",
+                "summary": "Every provider with its roles, declared settings and availability here",
+                "responses": {"200": _json(_ref("ProviderList"), "the providers")},
+            }},
             "/api/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document",
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
@@ -205,8 +293,18 @@ def build() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
-    """The committed document, as served."""
+    """The committed document (its providers: the built-in ones)."""
     return json.loads(FILE.read_text(encoding="utf-8"))
+
+
+def served(base_url: str) -> dict[str, Any]:
+    """The document as a server sends it: ``servers`` is where it is served (``base_url``, e.g.
+    ``http://127.0.0.1:8765`` or ``http://host:8888/user/x/beamkit``), so that tools resolve its
+    paths there and not against a Jupyter root; ``providers`` lists those available here."""
+    doc = copy.deepcopy(document())
+    doc["servers"] = [{"url": base_url.rstrip("/") or "/", "description": "this beamkit server"}]
+    doc["components"]["schemas"]["JobRequest"]["properties"]["providers"] = providers_schema(provider_names(served=True))
+    return doc
 
 
 def write() -> None:

@@ -6,6 +6,9 @@ request must then carry (``Authorization: Bearer T`` or ``?token=T``), or get 40
 
 Web pages of other origins may neither open its WebSocket nor POST to it (403), unless their
 origin is listed (``--allow-origin``); listed origins also get CORS headers for the REST API.
+
+Its settings are :class:`beamkit.settings.BeamkitSettings`: options on the command line
+(``beamkit serve --help-all``), a config file (``--config FILE``), or keywords of :func:`serve`.
 """
 
 from __future__ import annotations
@@ -17,19 +20,32 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from tornado import httpserver, log as tornado_log, netutil, web, websocket
+from tornado import httpserver, netutil, web, websocket
+from tornado import log as tornado_log
+from traitlets import TraitError, Unicode
+from traitlets.config import Application, Config, JSONFileConfigLoader, PyFileConfigLoader
 
-from ..errors import BeamkitError, ErrorCode, NotFound
-from .connection import DEFAULT_MAX_QUEUE
-from .handlers import API_KEY_HEADER, DEFAULT_MAX_CONNECTIONS, MAX_BODY, ROUTES, BeamkitHandler, SocketRoute, close_sockets, scrub
+from .. import __version__
+from ..errors import AuthError, NotFound
+from ..providers import registry
+from ..settings import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_PORT,
+    TOKEN_ENV,
+    BeamkitSettings,
+)
+from .handlers import MAX_BODY, ROUTES, BeamkitHandler, SocketRoute, close_sockets, scrub
 from .manager import JobManager
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "BEAMKIT_TOKEN"
 PING_INTERVAL = 20.0  # seconds between protocol-level pings
 PING_TIMEOUT = 20.0  # a peer that has not answered a ping this long is closed (at most the interval)
 
@@ -56,6 +72,17 @@ def _same_origin(origin: str, host_header: str) -> bool:
         return False
 
 
+def _note_refused(settings: dict[str, Any], origin: str, what: str) -> None:
+    """Say once per origin, at WARNING, that its pages are refused and how to allow them: the
+    browser itself only says "Failed to fetch", and the access log only shows the preflight."""
+    seen: set[str] = settings.setdefault("beamkit_refused_origins", set())
+    if origin in seen or len(seen) >= 256:  # a page cycling through made-up origins must not fill the log
+        return
+    seen.add(origin)
+    log.warning("refused %s from a web page of %s (not an allowed origin); to let that page use this server, "
+                "start it with --allow-origin %s", what, origin, origin)
+
+
 class TokenAuth:
     """Checks the token (when the server has one) before any route runs, the WebSocket's included,
     and refuses state-changing requests from web pages of origins that are not allowed."""
@@ -68,13 +95,19 @@ class TokenAuth:
         if origin and _listed(self.settings, origin):  # CORS, for the origins allowed by --allow-origin
             self.set_header("Access-Control-Allow-Origin", origin)  # type: ignore[attr-defined]
             self.set_header("Vary", "Origin")  # type: ignore[attr-defined]
+        elif origin and self.request.method != "OPTIONS" and not _same_origin(origin, self.request.host):
+            # answered without CORS headers: the browser keeps the answer from the page
+            _note_refused(self.settings, origin, f"{self.request.method} {self.request.path}")
 
     def options(self, *args: Any) -> None:
         """A CORS preflight: browsers send it without credentials, and it reveals nothing."""
         origin = self.request.headers.get("Origin")
+        if origin and not _listed(self.settings, origin) and not _same_origin(origin, self.request.host):
+            _note_refused(self.settings, origin, f"a cross-origin request (preflight OPTIONS {self.request.path})")
         if origin and _listed(self.settings, origin):
             self.set_header("Access-Control-Allow-Methods", "GET, POST")  # type: ignore[attr-defined]
-            self.set_header("Access-Control-Allow-Headers", f"Authorization, Content-Type, {API_KEY_HEADER}")  # type: ignore[attr-defined]
+            allowed = ", ".join(["Authorization", "Content-Type", *registry.setting_headers()])  # providers' own headers
+            self.set_header("Access-Control-Allow-Headers", allowed)  # type: ignore[attr-defined]
             self.set_header("Access-Control-Max-Age", "600")  # type: ignore[attr-defined]
         self.set_status(204)  # type: ignore[attr-defined]
         self.finish()  # type: ignore[attr-defined]
@@ -86,7 +119,7 @@ class TokenAuth:
         if token:
             given = self.get_query_argument("token", None) or _header_token(self.request.headers.get("Authorization", ""))  # type: ignore[attr-defined]
             if not given or not hmac.compare_digest(given.encode(), token.encode()):
-                raise BeamkitError("a valid token is required: send 'Authorization: Bearer TOKEN' or '?token=TOKEN'", ErrorCode.AUTH_ERROR)
+                raise AuthError("a valid token is required: send 'Authorization: Bearer TOKEN' or '?token=TOKEN'")
         elif not _host_is_loopback(self.request.host):
             # Without a token the server is bound to loopback: a foreign Host header means a
             # rebound DNS name pointing a web page at this server.
@@ -115,7 +148,10 @@ def _host_is_loopback(host_header: str) -> bool:
 
 class _Socket(SocketRoute, TokenAuth, websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
-        return _listed(self.settings, origin) or _same_origin(origin, self.request.host)
+        if _listed(self.settings, origin) or _same_origin(origin, self.request.host):
+            return True
+        _note_refused(self.settings, origin, "a WebSocket")
+        return False
 
 
 class _NotFound(BeamkitHandler, web.RequestHandler):
@@ -144,6 +180,7 @@ def make_app(
     ping_interval: float = PING_INTERVAL,
     ping_timeout: float = PING_TIMEOUT,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     allow_origins: tuple[str, ...] | list[str] = (),
 ) -> web.Application:
@@ -155,6 +192,7 @@ def make_app(
         beamkit_manager=manager,
         beamkit_token=token,
         beamkit_max_queue=max_queue,
+        beamkit_max_pending_bytes=max_pending_bytes,
         beamkit_max_connections=max_connections,
         beamkit_allow_origins=tuple(o.rstrip("/") for o in allow_origins),  # browsers send no trailing slash
         websocket_ping_interval=ping_interval,
@@ -167,14 +205,22 @@ def make_app(
 class Server:
     """A standalone server on a running loop: ``await Server(...).start()``, then ``await stop()``."""
 
-    def __init__(self, manager: JobManager, host: str = "127.0.0.1", port: int = 3000, **app_options: Any) -> None:
+    def __init__(self, manager: JobManager, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, **app_options: Any) -> None:
         self.manager = manager
         self.host = host
         self.app = make_app(manager, **app_options)
         self.http = httpserver.HTTPServer(self.app, max_body_size=16 * MAX_BODY, xheaders=False)
         self.port = port
 
-    async def start(self) -> "Server":
+    @classmethod
+    def from_settings(cls, settings: BeamkitSettings, manager: JobManager | None = None) -> Server:
+        """A server with these settings (and a manager made from them, unless given one)."""
+        return cls(manager or JobManager.from_settings(settings), settings.host, settings.port, token=settings.token,
+                   max_queue=settings.max_queue, max_pending_bytes=settings.max_pending_bytes,
+                   max_connections=settings.max_connections,
+                   allow_origins=tuple(settings.allow_origins))
+
+    async def start(self) -> Server:
         sockets = netutil.bind_sockets(self.port, self.host)
         self.port = sockets[0].getsockname()[1]
         self.http.add_sockets(sockets)
@@ -203,49 +249,129 @@ def check_bind(host: str, token: str | None) -> str | None:
     return None
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 3000,
-    output: str = "output",
-    providers: str = "offline",
-    max_jobs: int = 4,
-    token: str | None = None,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    allow_origins: tuple[str, ...] | list[str] = (),
-) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit status. Called by ``beamkit serve``."""
-    token = token or os.environ.get(TOKEN_ENV) or None
-    problem = check_bind(host, token)
-    if problem is None and max_jobs < 1:
-        problem = "--max-jobs must be at least 1"
-    if problem is None and max_connections < 1:
-        problem = "--max-connections must be at least 1"
+def serve(settings: BeamkitSettings | None = None, **values: Any) -> int:
+    """Run ``beamkit serve`` until SIGINT/SIGTERM; returns the exit status.
+
+    ``values`` are settings by their ``BeamkitSettings`` name (``serve(port=3001, max_jobs=2)``);
+    one that is None counts as not given. They are laid over ``settings`` when given.
+    """
+    try:
+        settings = _settings_with(settings, values)
+    except (TraitError, TypeError) as exc:
+        print(f"beamkit serve: {exc}", file=sys.stderr)
+        return 2
+    problem = check_bind(settings.host, settings.token)
     if problem:
         print(f"beamkit serve: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app_options = {"token": token, "max_connections": max_connections, "allow_origins": tuple(allow_origins)}
-    return asyncio.run(_main(host, port, output, providers, max_jobs, app_options))
+    return asyncio.run(_main(settings))
 
 
-async def _main(host: str, port: int, output: str, providers: str, max_jobs: int, app_options: dict[str, Any]) -> int:
-    manager = JobManager(output, max_jobs=max_jobs, providers=providers)
-    server = Server(manager, host, port, **app_options)
-    token = app_options.get("token")
+def _settings_with(settings: BeamkitSettings | None, values: dict[str, Any]) -> BeamkitSettings:
+    given = {k: v for k, v in values.items() if v is not None}
+    unknown = sorted(set(given) - set(BeamkitSettings.class_trait_names(config=True)))
+    if unknown:
+        raise TypeError(f"no setting named {', '.join(map(repr, unknown))} (see beamkit serve --help-all)")
+    if settings is None:
+        return BeamkitSettings(**given)
+    for name, value in given.items():
+        setattr(settings, name, value)
+    return settings
+
+
+async def _main(settings: BeamkitSettings) -> int:
+    server = Server.from_settings(settings)
     try:
         await server.start()
     except OSError as exc:
-        print(f"beamkit serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"beamkit serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ws = server.url.replace("http", "ws", 1)
-    print(f"beamkit serving {server.url}/api (WebSocket {ws}/ws), sessions in {os.path.abspath(output)}", flush=True)
-    if token:
+    print(f"beamkit serving {server.url}/api (WebSocket {ws}/ws), sessions in {os.path.abspath(settings.output)}",
+          flush=True)
+    if settings.token:
         print("requests must carry the token: Authorization: Bearer TOKEN, or ?token=TOKEN", flush=True)
     await stop.wait()
     print("beamkit: stopping", flush=True)
     await server.stop()
     return 0
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+class ServeApp(Application):
+    """``beamkit serve [options]``: the options are the settings' flags, plus ``--config FILE``."""
+
+    name = "beamkit-serve"
+    version = __version__
+    description = ("Serve the beamkit REST API and WebSocket. Every option is a setting of BeamkitSettings; "
+                   "--config FILE reads them from a traitlets config file (c.BeamkitSettings.max_jobs = 2, "
+                   "or JSON: {\"BeamkitSettings\": {\"max_jobs\": 2}}). The command line wins over the file.")
+    examples = """
+beamkit serve                                   # http://127.0.0.1:3000, sessions in ./output
+beamkit serve --port 3001 --output ~/sessions --max-jobs 2
+beamkit serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+beamkit serve --providers llm=openai,image=offline,vision=openai --provider-setting openai.llm_model=gpt-4o-mini
+beamkit serve --config beamkit_config.py        # c.BeamkitSettings.max_jobs = 2 ...
+"""
+    classes = [BeamkitSettings]
+    flags: dict[str, Any] = {}  # Application's own (--show-config, --debug) would be parsed and then ignored
+    aliases = {
+        **{t.metadata["flag"]: f"BeamkitSettings.{name}" for name, t in BeamkitSettings.class_traits(config=True).items()},
+        "config": "ServeApp.config_file",
+    }
+    config_file = Unicode("", help="A traitlets config file to read the settings from: Python (.py) or JSON (.json).").tag(
+        config=True)
+
+    def settings_from(self, argv: Sequence[str]) -> BeamkitSettings:
+        """The settings that ``argv`` gives (raises TraitError, or SystemExit for --help and bad options)."""
+        for arg in argv:
+            if arg.startswith("--") and not self._known(arg[2:].split("=", 1)[0]):
+                # traitlets only warns about an option it does not know; a mistyped one must not be ignored
+                raise TraitError(f"unknown option {arg.split('=', 1)[0]} (beamkit serve --help-all lists them)")
+        self.parse_command_line(list(argv))
+        if self.extra_args:
+            raise TraitError(f"beamkit serve takes no arguments, only options: {' '.join(self.extra_args)}")
+        if self.config_file:
+            self.update_config(_read_config(self.config_file, self.cli_config))
+        return BeamkitSettings(parent=self)
+
+    def _known(self, name: str) -> bool:
+        if name in self.aliases or name in self.flags or name in ("help", "help-all", "version", ""):
+            return True
+        classes = {"BeamkitSettings": BeamkitSettings, "ServeApp": ServeApp}  # Application's own are not read
+        owner, _, trait = name.partition(".")
+        return owner in classes and trait in classes[owner].class_trait_names(config=True)
+
+
+def _read_config(path: str, cli: Config) -> Config:
+    loaders = {".py": PyFileConfigLoader, ".json": JSONFileConfigLoader}
+    loader = loaders.get(os.path.splitext(path)[1].lower())
+    if loader is None:
+        raise TraitError(f"--config takes a .py or .json file, not {path!r}")
+    if not os.path.isfile(path):
+        raise TraitError(f"no config file {path!r}")
+    try:
+        config = loader(os.path.basename(path), os.path.dirname(os.path.abspath(path))).load_config()
+    except Exception as exc:  # a config file is user code: any error in it is the user's to see
+        raise TraitError(f"cannot read the config file {path!r}: {type(exc).__name__}: {exc}") from None
+    config.merge(cli)  # the command line wins over the file
+    return config
+
+
+def main(argv: Sequence[str]) -> int:
+    """``beamkit serve ARGV``: read the settings, then :func:`serve` them; returns the exit status."""
+    try:
+        settings = ServeApp().settings_from(argv)
+    except SystemExit as exc:  # --help, --help-all; or a bad option, already reported
+        return 0 if exc.code in (0, None) else 2
+    except TraitError as exc:
+        print(f"beamkit serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(**settings.values())

@@ -14,11 +14,13 @@ Importing this module imports ipywidgets and anywidget; ``import beamkit`` does 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .chart import line_chart, score_chart
 from .images import THUMB_FORMAT, THUMB_SIZE, make_thumbnail
-from .viewmodel import ViewModel, events_of_result, synthesize_events
+from .viewmodel import ViewModel, state_of_result
+from .display import show, static_bundle
 from .widget import BeamWidget, Thumbnail, for_job, for_remote, for_result
 
 _ATTR = "_beamkit_widget"
@@ -63,14 +65,19 @@ def mimebundle(obj: Any, include: Any = None, exclude: Any = None) -> dict[str, 
     try:
         w = view(obj)
     except Exception:  # a display hook must never raise; the text is still useful
-        import logging
-
         logging.getLogger(__name__).exception("beamkit: could not build the widget")
         return text
     bundle = w._repr_mimebundle_(include=include, exclude=exclude)
     if isinstance(bundle, tuple):  # (data, metadata)
         bundle = bundle[0]
-    return {**bundle, **text}
+    # one bundle for tools that ask for it directly; a notebook display goes through display.show
+    # (two outputs, the static one kept up to date)
+    try:
+        html = static_bundle(obj)["text/html"]
+    except Exception:
+        logging.getLogger(__name__).debug("beamkit: no static view", exc_info=True)
+        html = None
+    return {**bundle, **({"text/html": html} if html else {}), **text}
 
 
 def watch(job_id: str, *, url: str | None = None, token: str | None = None, **client_options: Any) -> BeamWidget:
@@ -88,5 +95,6 @@ def watch(job_id: str, *, url: str | None = None, token: str | None = None, **cl
 
 __all__ = [
     "BeamWidget", "Thumbnail", "ViewModel", "view", "watch", "mimebundle", "for_job", "for_result", "for_remote",
-    "events_of_result", "synthesize_events", "line_chart", "score_chart", "make_thumbnail", "THUMB_SIZE", "THUMB_FORMAT",
+    "state_of_result", "line_chart", "score_chart", "make_thumbnail", "THUMB_SIZE", "THUMB_FORMAT", "show",
+    "static_bundle",
 ]

@@ -40,9 +40,9 @@ def make_thumbnail(data: bytes, size: int = THUMB_SIZE, fmt: str = THUMB_FORMAT,
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", (size, size))  # JPEG sources decode at a reduced scale
-        im = im.convert("RGB")
+    with Image.open(io.BytesIO(data)) as src:
+        src.draft("RGB", (size, size))  # JPEG sources decode at a reduced scale
+        im = src.convert("RGB")
         im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
         out = io.BytesIO()
         if fmt == "webp":
@@ -56,8 +56,8 @@ def make_full(data: bytes, fmt: str = THUMB_FORMAT, quality: int = FULL_QUALITY)
     """The picture at its full size, re-encoded as WebP (JPEG where WebP is missing)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")
+    with Image.open(io.BytesIO(data)) as src:
+        im = src.convert("RGB")
         out = io.BytesIO()
         if fmt == "webp":
             im.save(out, "WEBP", quality=quality, method=4)
@@ -96,6 +96,10 @@ class ImageSource(Protocol):
     def thumbnail_sync(self, cand: dict[str, Any]) -> bytes | None: ...
 
     def full_sync(self, cand: dict[str, Any]) -> bytes | None: ...
+
+    async def stored(self, cand: dict[str, Any]) -> bytes | None: ...
+
+    def stored_sync(self, cand: dict[str, Any]) -> bytes | None: ...
 
 
 class LocalImages:
@@ -144,6 +148,13 @@ class LocalImages:
     async def full(self, cand: dict[str, Any]) -> bytes | None:
         return await asyncio.to_thread(self.full_sync, cand)
 
+    def stored_sync(self, cand: dict[str, Any]) -> bytes | None:
+        """The picture as the session folder keeps it (for downloads and the full-size view)."""
+        return self.original(cand)
+
+    async def stored(self, cand: dict[str, Any]) -> bytes | None:
+        return await asyncio.to_thread(self.original, cand)
+
     async def thumbnail(self, cand: dict[str, Any]) -> bytes | None:
         return await asyncio.to_thread(self.thumbnail_sync, cand)
 
@@ -182,7 +193,14 @@ class RemoteImages:
         except Exception:
             return None
 
+    async def stored(self, cand: dict[str, Any]) -> bytes | None:
+        """The server's PNG as it is, not re-encoded."""
+        return await self._get(cand["imageId"], None) if cand.get("imageId") else None
+
     def full_sync(self, cand: dict[str, Any]) -> bytes | None:  # pragma: no cover - remote views are always live
+        return None
+
+    def stored_sync(self, cand: dict[str, Any]) -> bytes | None:  # pragma: no cover
         return None
 
     def thumbnail_sync(self, cand: dict[str, Any]) -> bytes | None:  # pragma: no cover

@@ -1,9 +1,10 @@
-"""The widget's view model: one object that consumes beamkit events and knows what to show.
+"""The widget's view model: what the widget shows, drawn from the one reducer.
 
 It is plain Python (no ipywidgets), so it is the same for a live ``Job``, a ``Result``
-loaded from disk (its ``events.jsonl`` replayed, or events rebuilt from its candidates)
-and a job followed on a server. ``apply(event)`` returns the names of the parts of the
-view that changed; the widget sends only those, throttled.
+loaded from disk and a job followed on a server. ``apply(event)`` hands the event to a
+``SessionState`` (``beamkit.state``), which knows what events mean and answers with the
+parts of the view that changed; the widget sends only those, throttled. This module only
+says how each part looks.
 
 Parts (each a JSON-ready value; see ``snapshot``):
 
@@ -19,231 +20,227 @@ Parts (each a JSON-ready value; see ``snapshot``):
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
-from .. import events as ev
+from ..candidate import EXPAND, HOW, Candidate, Key, operation_of
+from ..errors import ErrorCode
+from ..events import Event, JobStatus
+from ..state import PARTS, SessionState
 
-Key = tuple[int, int]
-PARTS = ("header", "progress", "rows", "live_row", "beam", "best", "chart", "usage")
-TERMINAL_STATUSES = frozenset({"completed", "error", "cancelled", "interrupted"})
+log = logging.getLogger(__name__)
+
+#: a view's own status when its stream broke: the job may still be running, somewhere
+DISCONNECTED = "disconnected"
+
+__all__ = ["ViewModel", "PARTS", "Key", "key_str", "state_of_result", "DISCONNECTED"]
 
 
 def key_str(key: Key) -> str:
     return f"{key[0]}-{key[1]}"
 
 
-def _ref(d: dict[str, Any] | None) -> Key | None:
-    if not d:
-        return None
-    return (int(d["iteration"]), int(d["candidateId"]))
-
-
 def _num(v: Any) -> int | float:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
 
-def _rank(c: dict[str, Any]) -> tuple[float, int, int]:
-    # the engine's order: best score first; on a tie the older candidate wins
-    return (-(c.get("totalScore") or 0.0), c["iteration"], c["candidateId"])
+def flat(c: Candidate) -> dict[str, Any]:
+    """A candidate as the widget's pictures and detail view read it (camelCase, as on the wire)."""
+    return {
+        "iteration": c.iteration,
+        "candidateId": c.candidate_id,
+        "dimension": c.dimension,
+        "parent": c.parent,
+        "whatPrompt": c.what_prompt,
+        "howPrompt": c.how_prompt,
+        "combinedPrompt": c.combined_prompt,
+        "imageId": c.image_id,
+        "imagePath": c.image_path,
+        "status": "ok" if c.ok else "failed",
+        "totalScore": c.total_score,
+        "alignmentScore": c.alignment_score,
+        "aestheticScore": c.aesthetic_score,
+        "analysis": c.analysis,
+        "strengths": list(c.strengths),
+        "weaknesses": list(c.weaknesses),
+        "critique": c.critique,
+        "imageMetadata": dict(c.image_metadata),
+        "error": c.error,
+    }
+
+
+class _Cards(Mapping[Key, dict[str, Any]]):
+    """``ViewModel.candidates``: each candidate of the state, flattened when read."""
+
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+
+    def __getitem__(self, key: Key) -> dict[str, Any]:
+        return flat(self._state.candidates[key])
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._state.candidates)
+
+    def __len__(self) -> int:
+        return len(self._state.candidates)
 
 
 class ViewModel:
     """What the widget shows, kept up to date by ``apply(event)``."""
 
-    def __init__(self, source: str = "live") -> None:
+    def __init__(self, source: str = "live", state: SessionState | None = None) -> None:
         self.source = source  # "live", "loaded" or "remote"
-        self.job_id: str | None = None
-        self.config: dict[str, Any] = {}
-        self.status = "pending"
-        self.error: dict[str, str] | None = None
-        self.duration_ms: int | None = None
-        #: every candidate seen, by (iteration, candidateId): the event's fields, flattened
-        self.candidates: dict[Key, dict[str, Any]] = {}
-        #: iteration -> {"iteration", "dimension", "operation", "status", "keys": [...]}
-        self.iterations: dict[int, dict[str, Any]] = {}
-        #: the beam after each finished iteration, best first
-        self.beams: dict[int, list[Key]] = {}
-        self.current_iteration: int | None = None
-        self.final_best: Key | None = None
-        #: the provider set's usage dict, as the ``complete`` event (or metadata.json) has it
-        self.usage_data: dict[str, Any] = {}
-        self.events_seen = 0
+        self.state = state if state is not None else SessionState()
+        self._lost: str | None = None
+        #: ``beamkit.estimate`` of the job before it ran (a live job of this kernel), or None
+        self.estimate: dict[str, Any] | None = None
 
     # -- input -----------------------------------------------------------------------------------
 
-    def seed(self, job_id: str, config: dict[str, Any]) -> None:
+    def seed(self, job_id: str, config: Mapping[str, Any]) -> None:
         """What is known before the first event (a live job's parameters)."""
-        self.job_id = job_id
-        self.config = dict(config)
+        self.state.job_id = self.state.job_id or job_id
+        self.state.config = {**config, **self.state.config}
 
-    def set_usage(self, usage: dict[str, Any] | None) -> set[str]:
+    def set_usage(self, usage: Mapping[str, Any] | None) -> set[str]:
         """The job's usage from elsewhere than a ``complete`` event (metadata.json, a cancelled job)."""
-        if not usage or usage == self.usage_data:
+        return self.state.set_usage(usage)
+
+    def set_estimate(self, estimate: Mapping[str, Any] | None) -> set[str]:
+        self.estimate = None if estimate is None else dict(estimate)
+        return {"header"}
+
+    @property
+    def paid(self) -> bool:
+        """Whether the job's providers charge for calls (as estimated, or as counted so far)."""
+        for money in (self.estimate or {}, self.usage_data):
+            if _num(money.get("totalCost")) > 0 or money.get("unpriced"):
+                return True
+        return False
+
+    def cost(self) -> dict[str, Any] | None:
+        """The header's money line for paid providers: the estimate before the job ran and what
+        it has cost so far (``{"estimate", "spent", "final", "unpriced"}``, texts), else None."""
+        if not self.paid:
+            return None
+        est, used = self.estimate or {}, self.usage_data
+        currency = str(used.get("currency") or est.get("currency") or "USD")
+
+        def money(x: Any) -> str:
+            return f"${float(x):.4f}" if currency == "USD" else f"{float(x):.4f} {currency}"
+
+        return {
+            "estimate": money(est["totalCost"]) if isinstance(est.get("totalCost"), (int, float)) else None,
+            "spent": money(used["totalCost"]) if isinstance(used.get("totalCost"), (int, float)) else None,
+            "final": self.done,
+            "unpriced": sorted({str(m) for m in [*(est.get("unpriced") or []), *(used.get("unpriced") or [])]}),
+        }
+
+    def apply(self, e: Event | Mapping[str, Any]) -> set[str]:
+        """Take one event; return the parts of the view it changed. A malformed event is skipped."""
+        try:
+            return self.state.apply(e)
+        except ValueError as exc:
+            log.warning("beamkit widget: skipped an event: %s", exc)
             return set()
-        self.usage_data = dict(usage)
-        return {"usage"}
 
-    def apply(self, e: dict[str, Any]) -> set[str]:
-        """Take one event; return the parts of the view it changed."""
-        kind = e.get("type")
-        self.events_seen += 1
-        if e.get("jobId") and not self.job_id:
-            self.job_id = e["jobId"]
-        if kind == ev.STARTED:
-            self.config = {**self.config, **(e.get("config") or {})}
-            if self.status == "pending":
-                self.status = "running"
-            return {"header", "progress"}
-        if kind == ev.ITERATION:
-            return self._iteration(e)
-        if kind == ev.CANDIDATE:
-            return self._candidate(e)
-        if kind == ev.COMPLETE:
-            result = e.get("result") or {}
-            self.status = "completed"
-            self.duration_ms = result.get("duration", self.duration_ms)
-            best = result.get("bestCandidate")
-            if best and best.get("iteration") is not None:
-                self.final_best = (best["iteration"], best["candidateId"])
-            return {"header", "progress", "best", "live_row"} | self.set_usage(result.get("usage"))
-        if kind == ev.ERROR:
-            self.error = dict(e.get("error") or {})
-            self.status = "cancelled" if self.error.get("code") == "CANCELLED" else "error"
-            return {"header", "progress", "live_row"}
-        return set()
-
-    def apply_all(self, events: Iterable[dict[str, Any]]) -> set[str]:
+    def apply_all(self, events: Iterable[Event | Mapping[str, Any]]) -> set[str]:
         changed: set[str] = set()
         for e in events:
             changed |= self.apply(e)
         return changed
 
-    def finish(self, status: str) -> set[str]:
-        """Mark a stream that ended without a terminal event (a session whose process died)."""
-        if self.status in ("pending", "running"):
-            self.status = status
-            return {"header", "live_row"}
-        return set()
+    def finish(self, status: str, error: Mapping[str, Any] | None = None) -> set[str]:
+        """The stream ended without a terminal event: the job was ``interrupted`` (its process died),
+        ended with an ``error`` known otherwise (an unknown job), or the view is ``disconnected``."""
+        if self.state.done or self._lost:
+            return set()
+        if status in JobStatus._value2member_map_:
+            return self.state.end(JobStatus(status), error)
+        self._lost = status
+        if error is not None:
+            self.state.error = dict(error)
+        return {"header", "live_row"}
 
-    def _row(self, i: int, dimension: str | None = None, operation: str | None = None) -> dict[str, Any]:
-        row = self.iterations.get(i)
-        if row is None:
-            row = self.iterations[i] = {
-                "iteration": i,
-                "dimension": dimension or ("how" if i > 0 and i % 2 == 0 else "what"),
-                "operation": operation or ("expand" if i == 0 else "refine"),
-                "status": "processing",
-                "keys": [],
-            }
-        return row
+    # -- what the state knows, as the widget asks for it -----------------------------------------
 
-    def _iteration(self, e: dict[str, Any]) -> set[str]:
-        i = int(e["iteration"])
-        row = self._row(i, e.get("dimension"), e.get("operation"))
-        if e.get("totalIterations") and not self.config.get("iterations"):
-            self.config["iterations"] = e["totalIterations"]
-        if self.status == "pending":
-            self.status = "running"
-        if e.get("status") == "completed":
-            row["status"] = "completed"
-            self.beams[i] = [_ref(r) for r in e.get("beam") or []]  # type: ignore[misc]
-            return {"rows", "live_row", "beam", "progress", "best", "chart"}
-        self.current_iteration = i
-        return {"live_row", "progress", "header"}
+    @property
+    def job_id(self) -> str | None:
+        return self.state.job_id
 
-    def _candidate(self, e: dict[str, Any]) -> set[str]:
-        key = (int(e["iteration"]), int(e["candidateId"]))
-        score = e.get("score") or {}
-        ok = e.get("status", "ok") == "ok" and e.get("score") is not None
-        self.candidates[key] = {
-            "iteration": key[0],
-            "candidateId": key[1],
-            "dimension": e.get("dimension"),
-            "parent": _ref(e.get("parent")),
-            "whatPrompt": e.get("whatPrompt", ""),
-            "howPrompt": e.get("howPrompt", ""),
-            "combinedPrompt": e.get("combinedPrompt", ""),
-            "imageId": e.get("imageId"),
-            "imagePath": e.get("imagePath"),
-            "status": "ok" if ok else "failed",
-            "totalScore": score.get("totalScore"),
-            "alignmentScore": score.get("alignmentScore"),
-            "aestheticScore": score.get("aestheticScore"),
-            "analysis": e.get("analysis", ""),
-            "error": e.get("error"),
-        }
-        if e.get("totalCandidates") and not self.config.get("_total"):
-            self.config["_total"] = e["totalCandidates"]
-        row = self._row(key[0], e.get("dimension"))
-        if key not in row["keys"]:
-            row["keys"].append(key)
-        changed = {"live_row" if row["status"] != "completed" else "rows", "progress", "chart"}
-        if ok and self._best_key() == key:
-            changed.add("best")
-        return changed
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.state.config
 
-    # -- derived ---------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return self._lost or self.state.status.value
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.state.error
+
+    @error.setter
+    def error(self, value: dict[str, Any] | None) -> None:
+        self.state.error = value
+
+    @property
+    def duration_ms(self) -> int | None:
+        return self.state.duration_ms
+
+    @property
+    def usage_data(self) -> dict[str, Any]:
+        return self.state.usage
+
+    @property
+    def events_seen(self) -> int:
+        return self.state.events_applied
+
+    @property
+    def candidates(self) -> Mapping[Key, dict[str, Any]]:
+        return _Cards(self.state)
+
+    def candidate(self, key: Key) -> dict[str, Any]:
+        return flat(self.state.candidates[key])
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.state.done
 
     @property
     def total(self) -> int:
-        if self.config.get("_total"):
-            return int(self.config["_total"])
-        n, iters = self.config.get("N"), self.config.get("iterations")
-        return int(n) * int(iters) if n and iters else 0
+        return self.state.total_candidates
 
-    def ok_candidates(self) -> Iterator[dict[str, Any]]:
-        return (c for c in self.candidates.values() if c["status"] == "ok")
-
-    def _best_key(self) -> Key | None:
-        if self.final_best and self.final_best in self.candidates:
-            return self.final_best
-        best = min(self.ok_candidates(), key=_rank, default=None)
-        return None if best is None else (best["iteration"], best["candidateId"])
+    @property
+    def total_iterations(self) -> int | None:
+        return self.state.total_iterations
 
     @property
     def best_key(self) -> Key | None:
-        return self._best_key()
+        return self.state.best_key
 
     @property
     def current_beam(self) -> list[Key]:
-        return self.beams[max(self.beams)] if self.beams else []
+        return self.state.current_beam
 
     def lineage(self, key: Key | None) -> list[Key]:
-        chain: list[Key] = []
-        seen: set[Key] = set()
-        while key is not None and key in self.candidates and key not in seen:
-            seen.add(key)
-            chain.append(key)
-            key = self.candidates[key]["parent"]
-        return chain[::-1]
+        return [] if key is None else self.state.lineage(key)
 
     def series(self) -> list[dict[str, Any]]:
         """Per iteration with a scored candidate: the best so far (the beam's top) and the iteration's mean."""
-        out: list[dict[str, Any]] = []
-        best_so_far: float | None = None
-        for i in sorted(self.iterations):
-            scores = [c["totalScore"] for c in self.ok_candidates() if c["iteration"] == i and c["totalScore"] is not None]
-            if not scores:
-                continue
-            top = max(scores)
-            best_so_far = top if best_so_far is None else max(best_so_far, top)
-            out.append({
-                "iteration": i,
-                "best": round(best_so_far, 2),
-                "mean": round(sum(scores) / len(scores), 2),
-                "complete": self.iterations[i]["status"] == "completed",
-            })
-        return out
+        return [
+            {"iteration": p.iteration, "best": round(p.best, 2), "mean": round(p.mean, 2), "complete": p.complete}
+            for p in self.state.series()
+        ]
 
     # -- parts sent to the front end -------------------------------------------------------------
 
     def header(self) -> dict[str, Any]:
         c = self.config
         params = {k: c.get(k) for k in ("N", "M", "iterations", "alpha", "temperature", "seed", "providers") if k in c}
+        if "iterations" not in params and self.total_iterations:
+            params["iterations"] = self.total_iterations
         return {
             "jobId": self.job_id,
             "prompt": c.get("prompt", ""),
@@ -252,20 +249,20 @@ class ViewModel:
             "error": self.error,
             "source": self.source,
             "durationMs": self.duration_ms,
+            "cost": self.cost(),
         }
 
     def progress(self) -> dict[str, Any]:
-        failed = sum(1 for c in self.candidates.values() if c["status"] == "failed")
-        i = self.current_iteration
-        row = self.iterations.get(i) if i is not None else None
+        i = self.state.current_iteration
+        row = self.state.rows.get(i) if i is not None else None
         return {
-            "done": len(self.candidates),
+            "done": len(self.state.candidates),
             "total": self.total,
-            "failed": failed,
+            "failed": self.state.failed,
             "iteration": i,
-            "totalIterations": self.config.get("iterations"),
-            "dimension": row["dimension"] if row else None,
-            "operation": row["operation"] if row else None,
+            "totalIterations": self.total_iterations,
+            "dimension": row.dimension if row else None,
+            "operation": row.operation if row else None,
         }
 
     def usage(self) -> dict[str, Any] | None:
@@ -277,7 +274,7 @@ class ViewModel:
         u = self.usage_data
         if not u:
             return None
-        models = u.get("models") if isinstance(u.get("models"), dict) else {}
+        models: dict[str, Any] = u["models"] if isinstance(u.get("models"), dict) else {}
         rows = [
             {"model": str(name), **{k: _num(m.get(k)) for k in ("calls", "inputTokens", "outputTokens", "images", "cost")}}
             for name, m in models.items()
@@ -303,95 +300,103 @@ class ViewModel:
         return out
 
     def _card(self, key: Key, beam: set[Key] | None) -> dict[str, Any]:
-        c = self.candidates[key]
+        c = self.state.candidates[key]
         card: dict[str, Any] = {
             "key": key_str(key),
             "id": key[1],
-            "parent": key_str(c["parent"]) if c["parent"] else None,
-            "status": c["status"],
+            "parent": key_str(c.parent) if c.parent else None,
+            "status": "ok" if c.ok else "failed",
         }
-        if c["status"] == "ok":
-            card.update(total=c["totalScore"], alignment=c["alignmentScore"], aesthetic=c["aestheticScore"])
+        if c.ok:
+            card.update(total=c.total_score, alignment=c.alignment_score, aesthetic=c.aesthetic_score,
+                        strengths=list(c.strengths), weaknesses=list(c.weaknesses))
             if beam is not None:
                 card["kept"] = key in beam
         else:
-            card["error"] = c.get("error") or {"message": "failed", "code": "PROVIDER_ERROR"}
+            card["error"] = c.error or {"message": "failed", "code": ErrorCode.PROVIDER_ERROR}
+        card["critique"] = c.critique
         return card
 
     def row(self, i: int) -> dict[str, Any]:
-        r = self.iterations[i]
-        beam = set(self.beams[i]) if i in self.beams else None
-        keys = sorted(r["keys"], key=lambda k: k[1])
-        status = r["status"]
-        if status != "completed" and self.done:
+        r = self.state.rows[i]
+        beam = set(self.state.beams[i]) if i in self.state.beams else None
+        status: str = r.status
+        if not r.completed and self.done:
             status = "stopped"
         return {
             "iteration": i,
-            "dimension": r["dimension"],
-            "operation": r["operation"],
+            "dimension": r.dimension,
+            "operation": r.operation,
             "status": status,
             "expected": self.config.get("N"),
-            "cards": [self._card(k, beam) for k in keys],
+            "cards": [self._card(k, beam) for k in sorted(r.keys, key=lambda k: k[1])],
         }
 
     def rows(self) -> list[dict[str, Any]]:
-        return [self.row(i) for i in sorted(self.iterations) if self.iterations[i]["status"] == "completed"]
+        return [self.row(i) for i in sorted(self.state.rows) if self.state.rows[i].completed]
 
     def live_row(self) -> dict[str, Any] | None:
-        open_rows = [i for i in sorted(self.iterations) if self.iterations[i]["status"] != "completed"]
-        return self.row(open_rows[-1]) if open_rows else None
+        row = self.state.open_row()
+        return None if row is None else self.row(row.iteration)
 
     def beam(self) -> list[str]:
         return [key_str(k) for k in self.current_beam]
 
     def best(self) -> dict[str, Any] | None:
-        key = self._best_key()
+        key = self.best_key
         if key is None:
             return None
-        c = self.candidates[key]
+        c = self.state.candidates[key]
         steps = []
         for k in self.lineage(key):
-            s = self.candidates[k]
-            step = {
+            s = self.state.candidates[k]
+            step: dict[str, Any] = {
                 "key": key_str(k),
                 "iteration": k[0],
                 "candidateId": k[1],
-                "operation": "expand" if k[0] == 0 else "refine",
-                "dimension": s["dimension"],
-                "total": s["totalScore"],
+                "operation": operation_of(k[0]),
+                "dimension": s.dimension,
+                "total": s.total_score,
             }
-            # what this step changed: both prompts at the expansion, one dimension after
-            if k[0] == 0:
-                step["what"], step["how"] = s["whatPrompt"], s["howPrompt"]
-            elif s["dimension"] == "how":
-                step["how"] = s["howPrompt"]
+            # what this step changed: both prompts at the expansion, one dimension after, and why
+            if operation_of(k[0]) == EXPAND:
+                step["what"], step["how"] = s.what_prompt, s.how_prompt
             else:
-                step["what"] = s["whatPrompt"]
+                if s.dimension == HOW:
+                    step["how"] = s.how_prompt
+                else:
+                    step["what"] = s.what_prompt
+                step["critique"] = s.critique
             steps.append(step)
         return {
             "key": key_str(key),
             "iteration": key[0],
             "candidateId": key[1],
-            "total": c["totalScore"],
-            "alignment": c["alignmentScore"],
-            "aesthetic": c["aestheticScore"],
-            "what": c["whatPrompt"],
-            "how": c["howPrompt"],
-            "combined": c["combinedPrompt"],
-            "analysis": c.get("analysis", ""),
-            "final": self.status == "completed",
+            "total": c.total_score,
+            "alignment": c.alignment_score,
+            "aesthetic": c.aesthetic_score,
+            "what": c.what_prompt,
+            "how": c.how_prompt,
+            "combined": c.combined_prompt,
+            "analysis": c.analysis,
+            "strengths": list(c.strengths),
+            "weaknesses": list(c.weaknesses),
+            "critique": c.critique,
+            "final": self.state.status == JobStatus.COMPLETED,
             "lineage": steps,
         }
 
     def detail(self, key: Key) -> dict[str, Any] | None:
         """Everything about one candidate (shown when the user clicks its card)."""
-        c = self.candidates.get(key)
+        c = self.state.candidates.get(key)
         if c is None:
             return None
+        d = flat(c)
+        del d["imagePath"]
         return {
             "key": key_str(key),
-            **{k: v for k, v in c.items() if k not in ("imagePath",)},
-            "parent": key_str(c["parent"]) if c["parent"] else None,
+            **d,
+            "parent": key_str(c.parent) if c.parent else None,
             "lineage": [key_str(k) for k in self.lineage(key)],
         }
 
@@ -405,40 +410,13 @@ class ViewModel:
         return {name: self.part(name) for name in PARTS}
 
 
-def events_of_result(result: Any) -> list[dict[str, Any]]:
-    """Events that rebuild a Result's view: its ``events.jsonl`` when the folder has one,
-    otherwise events made from its candidates and beams (same shapes as the engine's)."""
+def state_of_result(result: Any) -> SessionState:
+    """The state behind a view of a ``Result``: its session's events (which also say which
+    iteration had begun when it stopped) with the Result's own record over them."""
     from .. import storage
 
+    events: list[Any] = []
     folder = getattr(result, "folder", None)
     if folder is not None:
         events = storage.read_events(folder)
-        if events:
-            return events
-    return synthesize_events(result)
-
-
-def synthesize_events(result: Any) -> list[dict[str, Any]]:
-    from ..candidate import dimension_of
-
-    job_id, cfg = result.job_id, dict(result.config or {})
-    n = cfg.get("N") or 0
-    iters = cfg.get("iterations") or (max(result.beams) + 1 if result.beams else 0)
-    out = [ev.started(job_id, cfg)]
-    by_iter: dict[int, list[Any]] = {}
-    for c in result.candidates:
-        by_iter.setdefault(c.iteration, []).append(c)
-    for i in sorted(set(by_iter) | set(result.beams)):
-        out.append(ev.iteration(job_id, i, iters, dimension_of(i), "processing"))
-        for c in by_iter.get(i, []):
-            if c.status == "pending":
-                continue
-            out.append(ev.candidate(job_id, c, n * iters))
-        if i in result.beams:
-            beam = [result.candidate(k) for k in result.beams[i]]
-            out.append(ev.iteration(job_id, i, iters, dimension_of(i), "completed", beam=beam))
-    if result.status == "completed":
-        out.append(ev.complete(job_id, result.to_dict()))
-    elif result.status in ("error", "cancelled") and result.error:
-        out.append(ev.error(job_id, result.error.get("message", ""), result.error.get("code", "INTERNAL_ERROR")))
-    return out
+    return SessionState.from_result(result, events)

@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 
 import anywidget
 import ipywidgets
 import traitlets
 
+from .. import events as ev
+from ..errors import AuthError, BeamkitError, ErrorCode, NotFound
 from .chart import score_chart
 from .images import THUMB_FORMAT, ImageSource, LocalImages, sniff_format
-from .viewmodel import PARTS, Key, ViewModel, events_of_result, key_str
+from .viewmodel import DISCONNECTED, PARTS, Key, ViewModel, key_str, state_of_result
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -53,9 +56,9 @@ class BeamWidget(anywidget.AnyWidget):
 
     header = traitlets.Dict().tag(sync=True)
     progress = traitlets.Dict().tag(sync=True)
-    rows = traitlets.List().tag(sync=True)
+    rows: traitlets.List[Any] = traitlets.List().tag(sync=True)
     live_row = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
-    beam = traitlets.List().tag(sync=True)
+    beam: traitlets.List[Any] = traitlets.List().tag(sync=True)
     best = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
     best_image = traitlets.Bytes(b"").tag(sync=True)
     best_image_key = traitlets.Unicode("").tag(sync=True)
@@ -68,6 +71,8 @@ class BeamWidget(anywidget.AnyWidget):
     selected_image_format = traitlets.Unicode("png").tag(sync=True)
     cancellable = traitlets.Bool(False).tag(sync=True)
     cancel_requested = traitlets.Bool(False).tag(sync=True)
+    #: the other jobs still running in this kernel (a live job's widget): ``[{jobId, prompt}]``
+    others: traitlets.List[Any] = traitlets.List().tag(sync=True)
 
     def __init__(
         self,
@@ -94,6 +99,9 @@ class BeamWidget(anywidget.AnyWidget):
         self._best_loading: str | None = None
         self._best_sent_at = 0.0
         self._best_retry: asyncio.TimerHandle | None = None
+        self._unsubscribe: list[Callable[[], Any]] = []
+        #: a live job's usage so far, read as its events come (paid providers only: it is sent each time)
+        self._usage_source: Callable[[], Any] | None = None
         #: what the widget did; loop_seconds(_max): CPU time it spent on the loop's thread, in all and
         #: at most at once (an event, a send, a new thumbnail); flush_seconds_max: wall time of one send
         self.stats: dict[str, Any] = {
@@ -129,7 +137,7 @@ class BeamWidget(anywidget.AnyWidget):
             return False
         return True
 
-    async def settled(self, timeout: float | None = 60.0) -> "BeamWidget":
+    async def settled(self, timeout: float | None = 60.0) -> BeamWidget:
         """Wait until the job's stream has ended and every thumbnail and picture has been sent."""
 
         async def _wait() -> None:
@@ -160,7 +168,7 @@ class BeamWidget(anywidget.AnyWidget):
                 if part not in dirty:
                     continue
                 if part == "chart":
-                    self.chart_svg = score_chart(vm.series(), vm.config.get("iterations"))
+                    self.chart_svg = score_chart(vm.series(), vm.total_iterations)
                 else:
                     setattr(self, part, vm.part(part))
             if "header" in dirty:
@@ -174,23 +182,40 @@ class BeamWidget(anywidget.AnyWidget):
             self._want_best_image()
 
     def close(self) -> None:
+        """Stop following the job and free every model of this widget (thumbnails, layout)."""
+        for stop in self._unsubscribe:
+            stop()
+        self._unsubscribe.clear()
         for t in list(self._tasks):
             t.cancel()
         if self._consumer is not None and not self._consumer.done():
             self._consumer.cancel()
         for w in self._thumb_widgets.values():
             w.close()
+        self._thumb_widgets.clear()
+        layout = getattr(self, "layout", None)
         super().close()
+        if isinstance(layout, ipywidgets.Widget):  # a DOMWidget's Layout is a model of its own
+            layout.close()
 
     # -- feeding --------------------------------------------------------------------------------
 
-    def ingest(self, event: dict[str, Any]) -> None:
+    def ingest(self, event: ev.Event | dict[str, Any]) -> None:
         """Take one event (from any source) and schedule what it changes."""
         t0 = time.thread_time()
         self.stats["events"] += 1
-        changed = self._vm.apply(event)
-        if event.get("type") == "candidate" and event.get("status", "ok") == "ok":
-            self._want_thumb((int(event["iteration"]), int(event["candidateId"])))
+        try:
+            e = ev.decode(event)
+        except ValueError:
+            log.warning("beamkit widget: skipped a malformed event", exc_info=True)
+            return
+        changed = self._vm.apply(e)
+        if self._usage_source is not None and isinstance(e, (ev.CandidateEvent, ev.IterationEvent)):
+            spent = self._vm.set_usage(self._usage_source())
+            if spent:
+                changed |= spent | {"header"}  # the header says what the job has cost so far
+        if isinstance(e, ev.CandidateEvent) and e.ok:
+            self._want_thumb(e.key)
         self._mark(changed, now=self._vm.done)
         self._held(t0)
 
@@ -216,20 +241,20 @@ class BeamWidget(anywidget.AnyWidget):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                code = getattr(exc, "code", None)
-                if code:  # a BeamkitError from the client: unknown job, bad token, lost connection
-                    self._vm.error = {"message": str(getattr(exc, "message", exc)), "code": str(code)}
-                    status = "error" if code in ("NOT_FOUND", "AUTH_ERROR") else "disconnected"
+                if isinstance(exc, BeamkitError):  # from the client: unknown job, bad token, lost connection
+                    error = {"message": exc.message, "code": str(exc.code)}
+                    status = "error" if isinstance(exc, (NotFound, AuthError)) else DISCONNECTED
                 else:
                     log.exception("beamkit widget: the event stream failed")
-                    self._vm.error = {"message": f"event stream failed: {type(exc).__name__}: {exc}", "code": "INTERNAL_ERROR"}
-                    status = "disconnected"
-                self._mark(self._vm.finish(status) | {"header"}, now=True)
+                    error = {"message": f"event stream failed: {type(exc).__name__}: {exc}",
+                             "code": str(ErrorCode.INTERNAL_ERROR)}
+                    status = DISCONNECTED
+                self._mark(self._vm.finish(status, error) | {"header"}, now=True)
             finally:
                 if on_end is not None:
                     on_end()
                 if not self._vm.done:
-                    self._mark(self._vm.finish("disconnected"), now=True)
+                    self._mark(self._vm.finish(DISCONNECTED), now=True)
 
         self._consumer = self._loop.create_task(consume(), name=f"beamkit widget {self._vm.job_id}")
 
@@ -336,14 +361,38 @@ class BeamWidget(anywidget.AnyWidget):
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "cancel":
             self.cancel()
+        elif kind == "cancel_other":
+            self.cancel_other(content.get("jobId"))
         elif kind == "select":
             self.select(content.get("key"))
+        elif kind == "original":
+            self.send_original(content.get("key"), content.get("request"))
+
+    def cancel_other(self, job_id: Any) -> bool:
+        """Cancel another job of this kernel, named in ``others`` (its widget may be gone)."""
+        from .. import running
+
+        job = running.get(job_id) if isinstance(job_id, str) else None
+        if job is None or not any(o.get("jobId") == job_id for o in self.others):
+            return False
+        return job.cancel()
+
+    def follow_others(self, job: Any) -> None:
+        """Keep ``others`` up to date: the jobs of this kernel that still run, but ``job``."""
+        from .. import running
+
+        def update() -> None:
+            self.others = [{"jobId": j.id, "prompt": j.params.prompt} for j in running.running() if j is not job]
+
+        self._others_update = update  # held here: the registry holds its subscribers weakly
+        self._unsubscribe.append(running.subscribe(update))
+        update()
 
     def select(self, key: str | None) -> None:
         """Show one candidate's prompts, analysis and full picture (what a click on a card does)."""
         if not key:
             with self.hold_sync():
-                self.selected = None
+                self.set_trait("selected", None)
                 self.selected_image = b""
             return
         try:
@@ -353,6 +402,13 @@ class BeamWidget(anywidget.AnyWidget):
         detail = self._vm.detail((i, c))
         if detail is None:
             return
+        # each ancestor's prompts and critique, so the detail view can show critique -> refine
+        # along the whole lineage, not only for the best candidate
+        detail["steps"] = [
+            {f: d.get(f) for f in _STEP_FIELDS}
+            for d in (self._vm.detail(_key(k)) for k in detail.get("lineage") or [])
+            if d is not None
+        ]
         self.selected = detail
         cand = self._vm.candidates[(i, c)]
         if detail.get("status") != "ok":
@@ -374,6 +430,42 @@ class BeamWidget(anywidget.AnyWidget):
             put(self._images.full_sync(cand))
 
 
+    def send_original(self, key: Any, request: Any = None) -> None:
+        """Send one candidate's stored picture (the provider's PNG, not re-encoded) as a custom
+        message: ``{"type": "original", "key", "request", "format", "name"}`` with the bytes as
+        its buffer, or with ``"error"`` and no buffer. The full-size view and Download ask for it."""
+        reply: dict[str, Any] = {"type": "original", "key": key, "request": request}
+        try:
+            cand = self._vm.candidates[_key(str(key))]
+        except (KeyError, ValueError):
+            self.send({**reply, "error": f"no candidate {key!r}"})
+            return
+
+        def put(data: bytes | None) -> None:
+            if not data:
+                self.send({**reply, "error": f"the picture of {key} is not available"})
+                return
+            fmt = sniff_format(data)
+            name = f"{self._vm.job_id or 'beamkit'}-iter{cand['iteration']}-cand{cand['candidateId']}.{fmt}"
+            self.send({**reply, "format": fmt, "name": name}, [data])
+
+        if self.live:
+            async def load() -> None:
+                put(await self._images.stored(cand))
+
+            self._spawn(load())
+        else:
+            put(self._images.stored_sync(cand))
+
+
+_STEP_FIELDS = ("key", "iteration", "candidateId", "dimension", "status", "totalScore", "whatPrompt", "howPrompt", "critique")
+
+
+def _key(text: str) -> Key:
+    i, c = (int(x) for x in text.split("-"))
+    return (i, c)
+
+
 # -- constructors ---------------------------------------------------------------------------------
 
 
@@ -382,6 +474,12 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
     vm = ViewModel("live")
     vm.seed(job.id, job.params.to_dict())
     w = BeamWidget(vm, LocalImages(job.folder, full_pictures=full_pictures), canceller=job.cancel, throttle=throttle)
+    try:
+        vm.set_estimate(job.estimate())
+    except Exception:  # an estimate is a courtesy: a provider that cannot price must not break the view
+        log.debug("beamkit widget: no estimate for %s", job.id, exc_info=True)
+    if vm.paid:
+        w._usage_source = lambda: job.usage
     seen = list(job.history)
 
     def usage_at_end() -> None:
@@ -394,6 +492,7 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
     except RuntimeError:
         running = False
     if running:
+        w.follow_others(job)
         w.follow(job.events(start=len(seen)), on_end=usage_at_end)
         for e in seen:
             w.ingest(e)
@@ -410,15 +509,14 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
 
 
 def for_result(result: Any, *, full_pictures: str = "webp") -> BeamWidget:
-    """A static view of a Result (``beamkit.load(folder)``): its events replayed, no loop needed."""
-    vm = ViewModel("loaded")
-    vm.seed(result.job_id, dict(result.config or {}))
+    """A static view of a Result (``beamkit.load(folder)``): its session's state, no loop needed."""
+    vm = ViewModel("loaded", state_of_result(result))
     w = BeamWidget(vm, LocalImages(result.folder, full_pictures=full_pictures))
-    for e in events_of_result(result):
-        w.ingest(e)
-    vm.set_usage(result.usage)  # metadata.json's, written at each iteration's end: also for a stopped job
-    if not vm.done:
-        vm.finish("interrupted" if result.status in ("running", "interrupted") else result.status)
+    for key, c in vm.state.candidates.items():
+        if c.ok:
+            w._want_thumb(key)
+    if not vm.done:  # a static view of a job that had not ended: nothing more will come to it
+        vm.finish("interrupted")
     w._dirty |= set(PARTS)
     w.flush()
     return w

@@ -1,4 +1,4 @@
-"""The ``offline`` provider set: no network, no weights, no key, deterministic for a seed.
+"""The ``offline`` provider (every role): no network, no weights, no key, deterministic for a seed.
 
 A small world in which beam search can be watched working (SPEC section 7): an LLM that
 rewrites prompts from vocabularies (``llm.py``), a painter that draws what the words say
@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-from ..base import GeneratedImage, Limit, ProviderOptions, ProviderSet, VisionResult
+from ..base import ROLES, GeneratedImage, Limit, Provider, RoleHandle, RoleOptions, VisionResult
 from .llm import OfflineLLM
 from .painter import paint
 from .vision import judge
 
-__all__ = ["create", "OfflineLLM", "OfflinePainter", "OfflineVision"]
+__all__ = ["OfflineProvider", "OfflineLLM", "OfflinePainter", "OfflineVision"]
+
+#: the model name each role reports its usage under
+MODELS = {"llm": "offline-llm", "image": "offline-painter", "vision": "offline-vision"}
+LLM_OPERATIONS = ("expand", "refine", "critique", "combine")
 
 
 class _Usage:
-    """Call counts per role and operation; the offline set costs nothing."""
+    """One role's call counts (per operation for the LLM); the offline provider costs nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, role: str) -> None:
+        self.role = role
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
 
@@ -33,38 +39,29 @@ class _Usage:
             self._counts[op] += 1
 
     def snapshot(self) -> dict[str, Any]:
-        """The same shape as the openai set's usage (models -> calls, tokens, images, cost), all free."""
+        """The shape of the openai provider's usage (models -> calls, tokens, images, cost), all free."""
         with self._lock:
             c = dict(self._counts)
-        ops = {k: c.get(k, 0) for k in ("expand", "refine", "critique", "combine")}
-
-        def row(calls: int, images: int = 0, **extra: Any) -> dict[str, Any]:
-            return {"inputTokens": 0, "outputTokens": 0, "images": images, "calls": calls, "cost": 0.0, **extra}
-
-        return {
-            "models": {
-                "offline-llm": row(sum(ops.values()), operations=ops),
-                "offline-painter": row(c.get("image", 0), images=c.get("image", 0)),
-                "offline-vision": row(c.get("vision", 0)),
-            },
-            "totalCost": 0.0,
-            "currency": "USD",
-            "unpriced": [],
-        }
+        row: dict[str, Any] = {"inputTokens": 0, "outputTokens": 0, "images": 0, "calls": sum(c.values()), "cost": 0.0}
+        if self.role == "llm":
+            row["operations"] = {k: c.get(k, 0) for k in LLM_OPERATIONS}
+        elif self.role == "image":
+            row["images"] = row["calls"]
+        return {"models": {MODELS[self.role]: row}, "totalCost": 0.0, "currency": "USD", "unpriced": []}
 
 
 class OfflinePainter:
-    def __init__(self, count=None) -> None:
+    def __init__(self, count: Callable[[str], None] | None = None) -> None:
         self._count = count or (lambda op: None)
 
     async def generate(self, prompt: str, *, seed: int) -> GeneratedImage:
         self._count("image")
         png, meta = await asyncio.to_thread(paint, prompt, int(seed))
-        return GeneratedImage(png=png, metadata=meta)
+        return GeneratedImage(png=png, metadata=meta)  # model, size, seed and what was painted
 
 
 class OfflineVision:
-    def __init__(self, count=None) -> None:
+    def __init__(self, count: Callable[[str], None] | None = None) -> None:
         self._count = count or (lambda op: None)
 
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
@@ -79,14 +76,21 @@ class OfflineVision:
         )
 
 
-def create(options: ProviderOptions) -> ProviderSet:
-    usage = _Usage()
-    return ProviderSet(
-        name="offline",
-        llm=OfflineLLM(options.temperature, usage.count),
-        image=OfflinePainter(usage.count),
-        vision=OfflineVision(usage.count),
-        # Two cores: two pictures (or analyses) at once; the LLM is pure Python and instant.
-        limits={"llm": Limit(), "image": Limit(concurrency=2), "vision": Limit(concurrency=2)},
-        usage=usage.snapshot,
-    )
+class OfflineProvider(Provider):
+    name = "offline"
+    roles = ROLES
+    description = "no network, no weights, no key; deterministic for a seed (docs/offline-world.md)"
+
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        usage = _Usage(role)
+        impl: Any
+        if role == "llm":
+            impl, limit = OfflineLLM(options.temperature, usage.count), Limit()  # pure Python and instant
+        elif role == "image":
+            impl, limit = OfflinePainter(usage.count), Limit(concurrency=2)  # two cores: two pictures at once
+        else:
+            impl, limit = OfflineVision(usage.count), Limit(concurrency=2)
+        return RoleHandle(impl, limit=limit, usage=usage.snapshot, info={"model": MODELS[role]})
+
+    def estimate(self, role: str, calls: dict[str, int], options: RoleOptions) -> dict[str, Any]:
+        return {"cost": {op: 0.0 for op in calls}, "model": MODELS[role], "currency": "USD"}

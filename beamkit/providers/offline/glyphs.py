@@ -10,7 +10,7 @@ knows where the subject is (rim light, bokeh).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import ImageDraw
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from ...candidate import HOW, WHAT, Candidate, Dimension
 from .vision import read_intent
@@ -561,12 +561,12 @@ def parse_edits(critique: str, prompt: str, user_prompt: str) -> list[tuple]:
     low_prompt = prompt.lower()
     for sentence in re.split(r"(?<=[.!?;])\s+", critique):
         neg = bool(_NEGATIVE.search(sentence))
-        for m in find_terms(sentence):
-            present = _has_word(low_prompt, m.form)
+        for found in find_terms(sentence):
+            present = _has_word(low_prompt, found.form)
             if neg and present:
-                out.append(("remove", m.form))
+                out.append(("remove", found.form))
             elif not neg and not present:
-                out.append(("add", [m.term.say(m.form)]))
+                out.append(("add", [found.term.say(found.form)]))
     intent = read_intent(user_prompt)
     for key, form in intent.forms.items():
         if _has_word(critique, form) and not _has_word(low_prompt, form) and ("add", [BY_KEY[key].say(form)]) not in out:

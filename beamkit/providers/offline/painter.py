@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .glyphs import BASE, draw_subject
+from .glyphs import BASE, RGB, Paint, draw_subject
 from .scene import SKY_SUBJECTS, WATER_SUBJECTS, Scene, parse
 
 SIZE = 512
@@ -114,7 +114,7 @@ def _blur(a: np.ndarray, r: float) -> np.ndarray:
     img = _to_img(a)
     if r >= 1.5:
         n = img.size
-        img = img.reduce(2).filter(ImageFilter.BoxBlur(r / 2)).filter(ImageFilter.BoxBlur(r / 4)).resize(n, Image.BILINEAR)
+        img = img.reduce(2).filter(ImageFilter.BoxBlur(r / 2)).filter(ImageFilter.BoxBlur(r / 4)).resize(n, Image.Resampling.BILINEAR)
     else:
         img = img.filter(ImageFilter.BoxBlur(r))
     return _to_arr(img)
@@ -144,7 +144,7 @@ def _saturate(a: np.ndarray, k: float) -> np.ndarray:
 def _smooth_noise(rng: np.random.Generator, cells: int, n: int = SIZE) -> np.ndarray:
     """Value noise in 0..1: a few random cells, upsampled smoothly."""
     small = Image.fromarray(rng.random((cells, cells), dtype=F32), "F")
-    return np.asarray(small.resize((n, n), Image.BICUBIC), dtype=F32)
+    return np.asarray(small.resize((n, n), Image.Resampling.BICUBIC), dtype=F32)
 
 
 class Painter:
@@ -218,7 +218,7 @@ class Painter:
         t = np.clip(np.arange(m, dtype=F32) / hp, 0, 1) ** F32(0.85)
         top, hor = np.array(self.top, F32), np.array(self.hor, F32)
         col = (top[None, :] * (1 - t[:, None]) + hor[None, :] * t[:, None]).astype(F32)
-        a = np.empty((m, m, 3), F32)
+        a: np.ndarray = np.empty((m, m, 3), F32)
         a[:] = col[:, None, :]
         light = np.array(self.light_rgb, F32)
         if s.time in ("dawn", "sunset") and "space" not in s.settings:
@@ -248,7 +248,7 @@ class Painter:
             cloud *= np.clip(1.2 - np.arange(m, dtype=F32)[:, None] / hp, 0, 1)
             ccol = np.array(_mix(self.hor, (0.85, 0.85, 0.88), 0.5), F32) * F32(min(1.0, self.ambient + 0.2))
             a = a * (1 - 0.8 * cloud[..., None]) + ccol * F32(0.8) * cloud[..., None]
-        a = _to_arr(_to_img(a).resize((n, n), Image.BILINEAR))
+        a = _to_arr(_to_img(a).resize((n, n), Image.Resampling.BILINEAR))
         self._disc(a)
         if s.time in ("night", "twilight") or "space" in s.settings or "stars" in dict(s.subjects):
             k = 500 if "stars" in dict(s.subjects) or "space" in s.settings else 220
@@ -445,9 +445,9 @@ class Painter:
             k = 90 if "garden" in sets else 40
             for _ in range(int(k * dense)):
                 x, y = float(r.uniform(0, 1)) * n, float(r.uniform(h + 0.05, 1.0)) * n
-                c = [(0.95, 0.3, 0.4), (1.0, 0.85, 0.2), (0.95, 0.95, 0.95), (0.7, 0.4, 0.9)][int(r.integers(0, 4))]
+                petal = [(0.95, 0.3, 0.4), (1.0, 0.85, 0.2), (0.95, 0.95, 0.95), (0.7, 0.4, 0.9)][int(r.integers(0, 4))]
                 rr = 2 + 4 * (y / n - h)
-                d.ellipse([x - rr, y - rr, x + rr, y + rr], fill=self.lit(c))
+                d.ellipse([x - rr, y - rr, x + rr, y + rr], fill=self.lit(petal))
 
     # -- subjects ---------------------------------------------------------------------------
 
@@ -525,12 +525,12 @@ class Painter:
                 if not backlit:
                     self._outline(img, mask)
                     d = ImageDraw.Draw(img)
-                    key_light = tuple(max(l, 0.55) for l in light)
-                    draw_subject(key, d, x, y, size, lambda part, rgb: paint(part, rgb) if part == "glow" else _u8(tuple(c * k for c, k in zip(rgb, key_light))), base, np.random.default_rng(seed))
+                    draw_subject(key, d, x, y, size, _key_lit(paint, tuple(max(l, 0.55) for l in light)), base,
+                                 np.random.default_rng(seed))
 
     def _outline(self, img: Image.Image, mask: Image.Image) -> None:
         """An ink line around the focal subject, so that it reads against any background."""
-        half = mask.reduce(2).filter(ImageFilter.BoxBlur(1.5)).resize(mask.size, Image.BILINEAR)
+        half = mask.reduce(2).filter(ImageFilter.BoxBlur(1.5)).resize(mask.size, Image.Resampling.BILINEAR)
         ring = np.clip((np.asarray(half, dtype=F32) - np.asarray(mask, dtype=F32)) * F32(3 / 255), 0, 1)
         a = np.asarray(img, dtype=F32) * (1 - F32(0.75) * ring[..., None])
         img.paste(Image.fromarray(a.astype(np.uint8), "RGB"))
@@ -590,7 +590,7 @@ class Painter:
             a = _saturate(a, 1.3)
         if "backlit" in L and mask is not None:
             m = Image.fromarray(mask)
-            spread = np.asarray(m.reduce(2).filter(ImageFilter.BoxBlur(2)).resize(m.size, Image.BILINEAR), dtype=F32)
+            spread = np.asarray(m.reduce(2).filter(ImageFilter.BoxBlur(2)).resize(m.size, Image.Resampling.BILINEAR), dtype=F32)
             rim = np.clip((spread - mask.astype(F32)) * F32(3 / 255), 0, 1)
             a = a + rim[..., None] * np.array(_mix(self.light_rgb, (1, 1, 1), 0.3), F32) * F32(0.9)
         if s.exposure == "bright":
@@ -598,11 +598,11 @@ class Painter:
         elif s.exposure == "lowkey":
             a = np.clip(a, 0, 1) ** 1.5 * F32(0.8)
         if s.light == "soft":
-            m = a.mean()
-            a = _blur(m + (a - m) * F32(0.8), 1.2)
+            mid = float(a.mean())
+            a = _blur(mid + (a - mid) * F32(0.8), 1.2)
         elif s.light == "dramatic_light":
-            m = float(_lum(a).mean())
-            a = (m + (a - m) * F32(1.45)) * (F32(0.55) + F32(0.45) * _vignette(n)[..., None])
+            mid = float(_lum(a).mean())
+            a = (mid + (a - mid) * F32(1.45)) * (F32(0.55) + F32(0.45) * _vignette(n)[..., None])
         elif s.light == "cinematic":
             l = _lum(a)[..., None]
             a = a + (l - 0.5) * np.array((0.10, 0.02, -0.10), F32)
@@ -668,7 +668,7 @@ class Painter:
         s, n, r = self.s, self.n, self.rng
         med = s.medium
         if med == "oil" or "brush" in s.textures:
-            streak = np.asarray(Image.fromarray(r.random((n // 4, n // 32), dtype=F32), "F").resize((n, n), Image.BILINEAR), dtype=F32)
+            streak = np.asarray(Image.fromarray(r.random((n // 4, n // 32), dtype=F32), "F").resize((n, n), Image.Resampling.BILINEAR), dtype=F32)
             a = _blur(a, 1.0) * (F32(0.9) + F32(0.2) * streak[..., None])
             a = np.round(a * 14) / 14 * F32(0.5) + a * F32(0.5)
         elif med == "watercolor":
@@ -682,7 +682,7 @@ class Painter:
             v = np.clip(0.95 - e * 7 - (1 - l) * 0.25, 0, 1)
             a = np.repeat(v[..., None], 3, axis=2) * np.array((1.0, 0.98, 0.94), F32)
         elif med == "pixel":
-            im = _to_img(a).resize((n // 8, n // 8), Image.BOX).resize((n, n), Image.NEAREST)
+            im = _to_img(a).resize((n // 8, n // 8), Image.Resampling.BOX).resize((n, n), Image.Resampling.NEAREST)
             a = np.round(_to_arr(im) * 5) / 5
         elif med == "anime":
             a = _saturate(np.round(np.clip(a, 0, 1) * 6) / 6, 1.2)
@@ -763,6 +763,16 @@ def encode_png(img: Image.Image, text: dict[str, str]) -> bytes:
     parts.append(_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)))
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
+
+
+
+def _key_lit(paint: Paint, key_light: tuple[float, ...]) -> Paint:
+    """A focal subject's paint under a key light: its glow as before, every other part lifted."""
+
+    def lit(part: str, rgb: RGB) -> tuple[int, int, int] | int:
+        return paint(part, rgb) if part == "glow" else _u8(tuple(c * k for c, k in zip(rgb, key_light)))
+
+    return lit
 
 
 def paint(prompt: str, seed: int, size: int = SIZE) -> tuple[bytes, dict]:

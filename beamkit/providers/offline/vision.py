@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -87,10 +87,10 @@ def measure(png: bytes) -> Features:
     img.load()
     prompt = img.info.get("prompt")
     if prompt is None and hasattr(img, "text"):
-        prompt = img.text.get("prompt")  # type: ignore[attr-defined]
+        prompt = img.text.get("prompt")
     rgb = img.convert("RGB")
     w, h = rgb.size
-    mid = rgb.resize((256, 256), Image.BOX) if (w, h) != (256, 256) else rgb
+    mid = rgb.resize((256, 256), Image.Resampling.BOX) if (w, h) != (256, 256) else rgb
     small = mid.reduce(2)
     a = np.asarray(small, dtype=F32) * F32(1 / 255)  # 128 x 128
     L = a[..., 0] * LUMA[0] + a[..., 1] * LUMA[1] + a[..., 2] * LUMA[2]
@@ -311,7 +311,10 @@ def subject_check(f: Features) -> float:
 
 
 for _name in HUES:
-    EVIDENCE[_name] = (lambda f, _n=_name: _ramp(f.hue_share[_n], 0.0, 0.12), f"{_name} hues")
+    def _hue_check(f: Features, _n: str = _name) -> float:
+        return _ramp(f.hue_share[_n], 0.0, 0.12)
+
+    EVIDENCE[_name] = (_hue_check, f"{_name} hues")
 
 
 # -- alignment ----------------------------------------------------------------------------------
@@ -429,9 +432,9 @@ def alignment(f: Features, user_prompt: str) -> Alignment:
     for k in p_order:
         if k in intent.keys:
             continue
-        t = BY_KEY[k]
+        term = BY_KEY[k]
         for u in user_terms:
-            if conflicts(t, u):
+            if conflicts(term, u):
                 found_conflicts.append((sorted(p_forms[k])[0], intent.forms[u.key]))
                 break
     content = [k for k in p_order if BY_KEY[k].category in ("subject", "setting")]

@@ -1,38 +1,51 @@
-"""The ``openai`` provider set: OpenAI, or any OpenAI-compatible server, through the official client.
+"""The ``openai`` provider: OpenAI, or any OpenAI-compatible server, through the official client.
 
 LLM and vision use Chat Completions (the image goes as a base64 ``data:`` URL and the
-scores come back as JSON), images use the Images API with base64 output. See
-docs/providers.md for settings, defaults, limits and prices.
+scores come back as JSON), images use the Images API with base64 output. Each role has
+its own client, base URL, key and model. See docs/providers.md for settings, defaults,
+limits and prices.
 """
 
 from __future__ import annotations
 
-from ..base import ProviderOptions, ProviderSet
-from .config import OpenAIConfig, resolve
-from .estimate import calls, estimate
+from typing import Any
+
+from ..base import ROLES, Provider, RoleHandle, RoleOptions
+from .config import ALIASES, API_KEY_HEADER, SETTINGS, OpenAIConfig, config_for
 from .pricing import DEFAULT_PRICES
 
 NAME = "openai"
 
-__all__ = ["create", "estimate", "calls", "OpenAIConfig", "DEFAULT_PRICES", "NAME"]
+__all__ = ["OpenAIProvider", "OpenAIConfig", "DEFAULT_PRICES", "NAME", "API_KEY_HEADER"]
 
 
-def create(options: ProviderOptions) -> ProviderSet:
-    """A fresh provider set for one job, with its own client; ``aclose()`` closes it."""
-    # The client is imported here, so that `estimate` and the price table stay light to import.
-    from .client import Backend, OpenAIImage, OpenAILLM, OpenAIVision
+class OpenAIProvider(Provider):
+    name = NAME
+    roles = ROLES
+    settings = SETTINGS
+    aliases = ALIASES
+    description = "OpenAI, or any OpenAI-compatible server (vLLM, Ollama, LM Studio), per role"
+    requires = ("openai",)
 
-    config = resolve(options.settings, temperature=options.temperature, seed=options.seed)
-    backend = Backend(config)
-    provider_set = ProviderSet(
-        name=NAME,
-        llm=OpenAILLM(backend),
-        image=OpenAIImage(backend),
-        vision=OpenAIVision(backend),
-        limits=dict(config.limits),
-        usage=backend.usage.snapshot,
-        aclose=backend.aclose,
-    )
-    # Not a field of ProviderSet: the configuration without secrets, for metadata and display.
-    provider_set.config = config.public()  # type: ignore[attr-defined]
-    return provider_set
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        """A fresh client for one job's role; the handle's ``aclose`` closes it."""
+        # The client is imported here, so that listing providers and estimating stay light.
+        from .client import Backend, OpenAIImage, OpenAILLM, OpenAIVision
+
+        config = config_for(role, options.settings, temperature=options.temperature, seed=options.seed)
+        backend = Backend(config)
+        impl = {"llm": OpenAILLM, "image": OpenAIImage, "vision": OpenAIVision}[role](backend)
+        return RoleHandle(
+            impl,
+            limit=config.limit,
+            # Roles on different servers must not share a limit; the same role on one server must.
+            limit_key=f"{NAME}:{role}:{config.server}",
+            usage=backend.usage.snapshot,
+            aclose=backend.aclose,
+            info=config.public(),
+        )
+
+    def estimate(self, role: str, calls: dict[str, int], options: RoleOptions) -> dict[str, Any]:
+        from .estimate import estimate_role
+
+        return estimate_role(role, calls, options)

@@ -1,25 +1,36 @@
-"""The three roles over one ``AsyncOpenAI`` client.
+"""The three roles, each over its own ``AsyncOpenAI`` client (its own base URL, key and model).
 
-Retries of 429, 5xx and timeouts are the client's own (``max_retries``, honouring
-``retry-after-ms``); this module adds only what the client cannot know: one
-rephrased retry after a content-policy refusal, one re-ask after an unreadable
-vision reply, and dropping a parameter that a model says it does not take.
-Cancelling the calling task cancels the HTTP request in flight.
+Retries of 5xx, 408, 409 and timeouts are the client's own (``max_retries``). A 429 inside an
+engine call is left to the engine's adaptive limiter (engine/limits.py): every reply's
+``x-ratelimit-*`` headers go to it, a 429 is marked ``x-should-retry: false`` so that the client
+raises at once, and the limiter pauses the kind for the ``retry-after`` and retries the call. Outside
+an engine call (a role object used alone) the client retries 429s itself, as before.
+
+This module adds only what the client cannot know: one rephrased retry after a content-policy
+refusal, one re-ask after an unreadable vision reply, dropping a parameter that a model says it
+does not take, stepping down from ``json_schema`` to ``json_object`` to plain text for a judge
+that refuses one (remembered per model), and fetching an image that a server answers with a
+``url`` (http and https only, size-capped). Cancelling the calling task cancels the HTTP request
+in flight.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import logging
 import time
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
 
 from ...candidate import Candidate, Dimension
-from ...errors import BeamkitError, ErrorCode, ProviderError
+from ...engine import limits
+from ...errors import AuthError, BeamkitError, ErrorCode, ProviderError
 from ..base import GeneratedImage, VisionResult
 from . import prompts
 from .config import OpenAIConfig
@@ -31,12 +42,34 @@ log = logging.getLogger("beamkit.providers.openai")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: parameters a model may refuse; on such a 400 they are dropped (or renamed) for that model and the call re-sent
-_ADAPTABLE = {"temperature", "seed", "max_completion_tokens", "max_tokens", "response_format", "top_p"}
+_ADAPTABLE = {"temperature", "seed", "max_completion_tokens", "max_tokens", "top_p"}
 OPERATION_HEADER = "X-Beamkit-Operation"
+#: what the judge is asked to answer in, best first; a server that refuses one gets the next
+FORMATS: tuple[str | None, ...] = ("json_schema", "json_object", None)
+#: the largest picture fetched from an image URL
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+def _transport() -> ModuleType:
+    """The HTTP library the installed openai client sends through (httpx, or httpx2 in later releases)."""
+    for cls in openai.DefaultAsyncHttpxClient.__mro__:
+        root = cls.__module__.split(".")[0]
+        if root not in ("openai", "builtins"):
+            return importlib.import_module(root)
+    raise RuntimeError("the openai client's HTTP library was not found")  # pragma: no cover
+
+
+async def _on_response(response: Any) -> None:
+    """Every reply's rate-limit headers go to the engine's limiter of the call, which also takes its 429s."""
+    if limits.current() is None:
+        return
+    limits.observe(response.headers)
+    if response.status_code == 429:
+        response.headers["x-should-retry"] = "false"  # the client's own retry would hold the slot, blind
 
 
 class Backend:
-    """One client, the usage counter, and the calls all roles share."""
+    """One role's client and usage counter, and the calls every role makes."""
 
     def __init__(self, config: OpenAIConfig) -> None:
         self.config = config
@@ -51,22 +84,37 @@ class Backend:
             kwargs["organization"] = config.organization
         if config.project:
             kwargs["project"] = config.project
+        kwargs["http_client"] = openai.DefaultAsyncHttpxClient(event_hooks={"response": [_on_response]})
         self.client = AsyncOpenAI(**kwargs)
         self.usage = UsageCounter(config.prices)
         self._dropped: dict[str, set[str]] = {}  # model -> parameters it refused
+        self._format: dict[str, int] = {}  # model -> index in FORMATS of the judge's answer format that works
+        self._fetcher: Any = None  # an HTTP client for image URLs, made on first use
         self._closed = False
 
     def __repr__(self) -> str:  # never show the key
-        return f"<beamkit openai backend {self.config.base_url or 'api.openai.com'}>"
+        return f"<beamkit openai {self.config.role} backend {self.config.server}>"
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
             await self.client.close()
+            if self._fetcher is not None:
+                await self._fetcher.aclose()
 
     def _error(self, err: BaseException, what: str) -> BeamkitError:
-        retries = self.config.max_retries if isinstance(err, (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)) else None
-        return to_beamkit(err, what=what, secrets=[self.config.api_key], retries=retries)
+        limited = isinstance(err, openai.RateLimitError)
+        # Under the engine's limiter a 429 was not retried by the client: the limiter counts its own tries.
+        client_retried = not limited or limits.current() is None
+        retries = (self.config.max_retries if client_retried and isinstance(
+            err, (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)) else None)
+        mapped = to_beamkit(err, what=what, secrets=[self.config.api_key], retries=retries)
+        response = getattr(err, "response", None)
+        if limited and response is not None:
+            pause = limits.retry_after(response.headers)
+            if pause is not None:
+                mapped.context["retry_after"] = pause
+        return mapped
 
     # --- chat ---------------------------------------------------------------------------------
 
@@ -79,7 +127,7 @@ class Backend:
         """
         dropped = self._dropped.setdefault(model, set())
         what = f"{operation} ({model})"
-        for _ in range(len(_ADAPTABLE) + 1):
+        for _ in range(len(_ADAPTABLE) + len(FORMATS)):
             params: dict[str, Any] = {"model": model, "messages": messages}
             if temperature is not None and "temperature" not in dropped:
                 params["temperature"] = temperature
@@ -90,7 +138,10 @@ class Backend:
                     params["max_completion_tokens"] = max_tokens
                 elif "max_tokens" not in dropped:
                     params["max_tokens"] = max_tokens
-            if json_mode and self.config.json_mode and "response_format" not in dropped:
+            answer_format = FORMATS[self._format.get(model, 0)] if json_mode and self.config.json_mode else None
+            if answer_format == "json_schema":
+                params["response_format"] = {"type": "json_schema", "json_schema": prompts.SCORES_SCHEMA}
+            elif answer_format == "json_object":
                 params["response_format"] = {"type": "json_object"}
             try:
                 completion = await self.client.chat.completions.create(
@@ -99,6 +150,11 @@ class Backend:
             except openai.BadRequestError as err:
                 if is_content_policy(err):
                     raise ContentPolicyRefusal(scrub(detail_of(err), [self.config.api_key])) from None
+                if answer_format is not None and _refuses_format(err):
+                    log.info("model %s does not take response_format %s; asking for %s", model, answer_format,
+                             FORMATS[self._format.get(model, 0) + 1] or "plain text")
+                    self._format[model] = self._format.get(model, 0) + 1
+                    continue
                 param = unsupported_param(err)
                 if param in _ADAPTABLE and param in params and param not in dropped:
                     log.info("model %s does not take '%s'; sending without it", model, param)
@@ -111,6 +167,39 @@ class Backend:
                 raise _unreadable(what, err) from None
             return self._chat_result(completion, model, what)
         raise ProviderError(f"OpenAI {what} failed: the server refused every parameter variant")
+
+    async def fetch_image(self, url: str, what: str) -> bytes:
+        """The picture at an image reply's ``url``: http or https only, at most ``MAX_IMAGE_BYTES``,
+        within the role's timeout."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            shown = f"a '{scheme}:' URL" if scheme else "a URL with no scheme"
+            raise ProviderError(f"OpenAI {what} answered with {shown}; only http and https image URLs are fetched")
+        http = _transport()
+        if self._fetcher is None:
+            self._fetcher = openai.DefaultAsyncHttpxClient(timeout=self.config.timeout, follow_redirects=True)
+        try:
+            async with self._fetcher.stream("GET", url) as reply:
+                if reply.status_code != 200:
+                    raise ProviderError(f"OpenAI {what}: fetching its image URL answered HTTP {reply.status_code}")
+                declared = reply.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:
+                    raise ProviderError(f"OpenAI {what}: its image URL holds {int(declared)} bytes, more than "
+                                        f"the {MAX_IMAGE_BYTES} fetched")
+                chunks, size = [], 0
+                async for chunk in reply.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_IMAGE_BYTES:
+                        raise ProviderError(f"OpenAI {what}: its image URL holds more than the {MAX_IMAGE_BYTES} "
+                                            "bytes fetched")
+                    chunks.append(chunk)
+        except http.TimeoutException:
+            raise ProviderError(f"OpenAI {what}: fetching its image URL took longer than {self.config.timeout:g} s",
+                                ErrorCode.TIMEOUT) from None
+        except http.HTTPError as exc:
+            raise ProviderError(f"OpenAI {what}: its image URL could not be fetched ({type(exc).__name__}: "
+                                f"{scrub(str(exc), [self.config.api_key])})") from None
+        return b"".join(chunks)
 
     def _chat_result(self, completion: Any, model: str, what: str) -> str:
         usage = getattr(completion, "usage", None)
@@ -148,15 +237,15 @@ class Backend:
 
     async def generate_image(self, prompt: str, *, seed: int) -> tuple[bytes, dict[str, Any]]:
         c = self.config
-        model = c.image_model
+        model = c.model
         params: dict[str, Any] = {"model": model, "prompt": prompt, "n": 1}
-        if c.image_size:
-            params["size"] = c.image_size
-        if c.image_quality:
-            params["quality"] = c.image_quality
+        if c.size:
+            params["size"] = c.size
+        if c.quality:
+            params["quality"] = c.quality
         if not model.startswith("gpt-image") and not model.startswith("chatgpt-image"):
             params["response_format"] = "b64_json"  # GPT image models always answer in base64 and refuse this
-        if c.send_image_seed:
+        if c.send_seed:
             params["extra_body"] = {"seed": seed}
         try:
             response = await self.client.images.generate(**params, extra_headers={OPERATION_HEADER: "image"})
@@ -174,22 +263,35 @@ class Backend:
             input_tokens=getattr(usage, "input_tokens", 0) or 0,
             output_tokens=getattr(usage, "output_tokens", 0) or 0,
             images=1,
-            quality=c.image_quality,
-            size=c.image_size,
+            quality=c.quality,
+            size=c.size,
         )
         data = getattr(response, "data", None) or []
         b64 = getattr(data[0], "b64_json", None) if data else None
-        if not b64:
-            raise ProviderError(f"OpenAI image generation ({model}) returned no b64_json image")
-        try:
-            raw = base64.b64decode(b64, validate=False)
-        except ValueError as exc:
-            raise ProviderError(f"OpenAI image generation ({model}) returned bad base64: {exc}") from None
-        meta: dict[str, Any] = {"model": model, "size": c.image_size, "quality": c.image_quality}
+        url = getattr(data[0], "url", None) if data else None
+        if b64:
+            try:
+                raw = base64.b64decode(b64, validate=False)
+            except ValueError as exc:
+                raise ProviderError(f"OpenAI image generation ({model}) returned bad base64: {exc}") from None
+        elif isinstance(url, str) and url:
+            raw = await self.fetch_image(url, f"image generation ({model})")  # LiteLLM's, llmock's gpt-image
+        else:
+            raise ProviderError(f"OpenAI image generation ({model}) returned no image (neither b64_json nor url)")
+        meta: dict[str, Any] = {"model": getattr(response, "model", None) or model, "size": c.size, "quality": c.quality}
+        if c.send_seed:
+            meta["seed"] = seed
         revised = getattr(data[0], "revised_prompt", None)
         if revised:
             meta["revisedPrompt"] = revised
         return to_png(raw, model), meta
+
+
+def _refuses_format(err: BaseException) -> bool:
+    """A 400 that says the model does not take the response_format asked for."""
+    detail = detail_of(err).lower()
+    return (getattr(err, "param", None) in ("response_format", "response_format.type")
+            or unsupported_param(err) == "response_format" or "response_format" in detail or "json_schema" in detail)
 
 
 def _unreadable(what: str, err: BaseException) -> ProviderError:
@@ -216,10 +318,10 @@ def _downscale_png(png: bytes, longest: int) -> bytes:
     try:
         from PIL import Image
 
-        with Image.open(io.BytesIO(png)) as img:
-            if max(img.size) <= longest:
+        with Image.open(io.BytesIO(png)) as source:
+            if max(source.size) <= longest:
                 return png
-            img = img.convert("RGB")
+            img = source.convert("RGB")
             img.thumbnail((longest, longest))
             out = io.BytesIO()
             img.save(out, format="PNG")
@@ -233,22 +335,22 @@ class OpenAILLM:
         self._b = backend
 
     def __repr__(self) -> str:
-        return f"<OpenAILLM {self._b.config.llm_model}>"
+        return f"<OpenAILLM {self._b.config.model}>"
 
     async def _text(self, operation: str, messages: list[dict[str, Any]], seed: int) -> str:
         c = self._b.config
-        kwargs = dict(model=c.llm_model, operation=operation, temperature=c.temperature, max_tokens=c.max_tokens)
-        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.llm_model})", seed=seed, **kwargs)
+        kwargs = dict(model=c.model, operation=operation, temperature=c.temperature, max_tokens=c.max_tokens)
+        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.model})", seed=seed, **kwargs)
         try:
             return clean_text(text)
         except ReplyError:
             pass
         # An empty reply: ask once more with another seed, then give up with the reason.
-        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.llm_model})", seed=seed + 7, **kwargs)
+        text = await self._b.chat_with_policy_retry(messages, what=f"{operation} ({c.model})", seed=seed + 7, **kwargs)
         try:
             return clean_text(text)
         except ReplyError as exc:
-            raise ProviderError(f"OpenAI {operation} ({c.llm_model}) gave an unusable reply twice: {exc}") from None
+            raise ProviderError(f"OpenAI {operation} ({c.model}) gave an unusable reply twice: {exc}") from None
 
     async def expand(self, prompt: str, dimension: Dimension, *, seed: int) -> str:
         return await self._text(f"expand-{dimension}", prompts.expand(prompt, dimension), seed)
@@ -268,7 +370,7 @@ class OpenAIImage:
         self._b = backend
 
     def __repr__(self) -> str:
-        return f"<OpenAIImage {self._b.config.image_model}>"
+        return f"<OpenAIImage {self._b.config.model}>"
 
     async def generate(self, prompt: str, *, seed: int) -> GeneratedImage:
         started = time.monotonic()
@@ -280,7 +382,7 @@ class OpenAIImage:
                 png, meta = await self._b.generate_image(softer, seed=seed)
             except ContentPolicyRefusal as second:
                 raise ProviderError(
-                    f"OpenAI image generation ({self._b.config.image_model}) was refused by the content policy, "
+                    f"OpenAI image generation ({self._b.config.model}) was refused by the content policy, "
                     f"also after rephrasing: {second.detail or first.detail}",
                     ErrorCode.CONTENT_POLICY,
                 ) from None
@@ -291,14 +393,18 @@ class OpenAIImage:
     async def _rephrase(self, prompt: str, seed: int) -> str:
         """A softened prompt from the chat model, or by word substitution if that fails too."""
         c = self._b.config
+        if not c.rephrase_model:
+            return prompts.soften(prompt)
         try:
             text = await self._b.chat(
-                prompts.rephrase_for_image(prompt), model=c.llm_model, operation="rephrase", seed=seed,
-                temperature=c.temperature, max_tokens=c.max_tokens,
+                prompts.rephrase_for_image(prompt), model=c.rephrase_model, operation="rephrase", seed=seed,
+                temperature=c.temperature, max_tokens=c.max_tokens or 400,
             )
             return clean_text(text)
         except BeamkitError as exc:
-            if exc.fatal:
+            # An image-only server may have no such chat model (a 404): words are swapped instead. A bad key
+            # would fail the image call as well, so it ends the job here already.
+            if exc.fatal and isinstance(exc, AuthError):
                 raise
         except (ContentPolicyRefusal, ReplyError):
             pass
@@ -310,20 +416,20 @@ class OpenAIVision:
         self._b = backend
 
     def __repr__(self) -> str:
-        return f"<OpenAIVision {self._b.config.vision_model}>"
+        return f"<OpenAIVision {self._b.config.model}>"
 
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
         c = self._b.config
         png = to_png(image, "vision input")
-        if c.vision_detail == "low":
+        if c.detail == "low":
             png = _downscale_png(png, 512)
         data_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        messages = prompts.vision(user_prompt, data_url, c.vision_detail)
+        messages = prompts.vision(user_prompt, data_url, c.detail)
         kwargs = dict(
-            model=c.vision_model, operation="vision", temperature=c.vision_temperature,
-            max_tokens=c.vision_max_tokens, json_mode=True,
+            model=c.model, operation="vision", temperature=c.temperature,
+            max_tokens=c.max_tokens, json_mode=True,
         )
-        what = f"vision analysis ({c.vision_model})"
+        what = f"vision analysis ({c.model})"
         reply = await self._b.chat_with_policy_retry(messages, what=what, seed=seed, **kwargs)
         try:
             return parse_scores(reply)

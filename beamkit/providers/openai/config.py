@@ -1,169 +1,171 @@
-"""Settings of the ``openai`` provider set: from ``ProviderOptions.settings``, then environment, then defaults.
+"""The settings the ``openai`` provider declares, and one role's configuration built from them.
 
-The key is held only here and in the client; it is left out of ``repr`` and of
-:meth:`OpenAIConfig.public`, which is what may be shown or stored.
+Each role takes its own base URL, key and model (``BEAMKIT_LLM_BASE_URL``, ...), falling back
+to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, so the LLM and vision can talk to one server and
+images to another. The key is held only here and in the client; it is left out of ``repr``
+and of :meth:`OpenAIConfig.public`, which is what may be shown or stored.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ...errors import BeamkitError, ErrorCode, InvalidRequest
-from ..base import KINDS, Limit
+from ..base import ROLES, Limit, Setting
 from .pricing import merge_prices
 
-DEFAULT_LLM_MODEL = "gpt-4o-mini"
-DEFAULT_VISION_MODEL = "gpt-4o-mini"
-DEFAULT_IMAGE_MODEL = "gpt-image-1-mini"
+#: the request header that carries a per-request key to the REST API (a declared setting's header)
+API_KEY_HEADER = "X-OpenAI-API-Key"
+DEFAULT_MODELS = {"llm": "gpt-4o-mini", "image": "gpt-image-1-mini", "vision": "gpt-4o-mini"}
+DEFAULT_LLM_MODEL = DEFAULT_MODELS["llm"]
+DEFAULT_IMAGE_MODEL = DEFAULT_MODELS["image"]
+DEFAULT_VISION_MODEL = DEFAULT_MODELS["vision"]
 DEFAULT_IMAGE_SIZE = "1024x1024"
 DEFAULT_IMAGE_QUALITY = "low"
 DEFAULT_VISION_DETAIL = "low"
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_RETRIES = 3
-#: per role: (calls in flight, calls started per minute); OpenAI's usage tier 1 allows about 5 images a minute
+#: per role: calls in flight at most, and no per-minute cap: the engine's limiter halves a kind's
+#: concurrency on a 429, pauses it for the server's retry-after and reads its x-ratelimit-* headers
+#: (docs/providers.md, "Rate limits"); ``per_minute`` stays a setting for an account that wants one
 DEFAULT_LIMITS: dict[str, Limit] = {
-    "llm": Limit(concurrency=8, per_minute=300),
-    "image": Limit(concurrency=3, per_minute=5),
-    "vision": Limit(concurrency=4, per_minute=300),
+    "llm": Limit(concurrency=8),
+    "image": Limit(concurrency=3),
+    "vision": Limit(concurrency=4),
 }
-ROLES = KINDS
+OFFICIAL_URL = "https://api.openai.com/v1"
 
-#: setting -> environment variable (``None``: settings only)
-ENV: dict[str, str | None] = {
-    "api_key": "OPENAI_API_KEY",
-    "base_url": "OPENAI_BASE_URL",
-    "organization": "OPENAI_ORG_ID",
-    "project": "OPENAI_PROJECT_ID",
-    "llm_model": "BEAMKIT_LLM_MODEL",
-    "image_model": "BEAMKIT_IMAGE_MODEL",
-    "vision_model": "BEAMKIT_VISION_MODEL",
-    "image_size": "BEAMKIT_IMAGE_SIZE",
-    "image_quality": "BEAMKIT_IMAGE_QUALITY",
-    "vision_detail": "BEAMKIT_VISION_DETAIL",
-    "timeout": "BEAMKIT_OPENAI_TIMEOUT",
-    "max_retries": "BEAMKIT_OPENAI_MAX_RETRIES",
-    "max_tokens": "BEAMKIT_OPENAI_MAX_TOKENS",
-    "vision_max_tokens": "BEAMKIT_OPENAI_VISION_MAX_TOKENS",
-    "vision_temperature": "BEAMKIT_VISION_TEMPERATURE",
-    "json_mode": "BEAMKIT_OPENAI_JSON_MODE",
-    "send_image_seed": "BEAMKIT_OPENAI_IMAGE_SEED",
-    "prices": "BEAMKIT_OPENAI_PRICES",
-    "limits": None,
+
+def _per_role() -> list[Setting]:
+    out: list[Setting] = []
+    for role in ROLES:
+        up = role.upper()
+        only = (role,)
+        out += [
+            Setting("api_key", str, env=(f"BEAMKIT_{up}_API_KEY", "OPENAI_API_KEY"), secret=True, roles=only,
+                    header=API_KEY_HEADER, help="API key (required; any placeholder for a server that checks none)"),
+            Setting("base_url", str, env=(f"BEAMKIT_{up}_BASE_URL", "OPENAI_BASE_URL"), roles=only, nullable=True,
+                    help=f"the server's /v1 URL (default {OFFICIAL_URL})"),
+            Setting("model", str, DEFAULT_MODELS[role], env=(f"BEAMKIT_{up}_MODEL",), roles=only,
+                    help=f"the {role} model"),
+            Setting("concurrency", int, DEFAULT_LIMITS[role].concurrency, env=(f"BEAMKIT_{up}_CONCURRENCY",),
+                    roles=only, minimum=0, maximum=1_000_000, nullable=True,
+                    help="calls in flight at once (0 or none: no bound)"),
+            Setting("per_minute", int, DEFAULT_LIMITS[role].per_minute, env=(f"BEAMKIT_{up}_PER_MINUTE",),
+                    roles=only, minimum=0, maximum=1_000_000, nullable=True,
+                    help="calls started in any 60 s (default none: the limiter follows the server's 429s and headers)"),
+        ]
+    return out
+
+
+SETTINGS: tuple[Setting, ...] = (
+    *_per_role(),
+    Setting("organization", str, env=("OPENAI_ORG_ID",), nullable=True, help="OpenAI organization id"),
+    Setting("project", str, env=("OPENAI_PROJECT_ID",), nullable=True, help="OpenAI project id"),
+    Setting("timeout", float, DEFAULT_TIMEOUT, env=("BEAMKIT_OPENAI_TIMEOUT",), minimum=0.1, maximum=3600,
+            help="seconds one HTTP request may take"),
+    Setting("max_retries", int, DEFAULT_MAX_RETRIES, env=("BEAMKIT_OPENAI_MAX_RETRIES",), minimum=0, maximum=20,
+            help="the client's retries of 408, 409, 5xx and timeouts (429s in a job are the limiter's)"),
+    Setting("prices", dict, env=("BEAMKIT_OPENAI_PRICES",),
+            help='prices laid over the built-in table: {"model": {"input": 0.15, "output": 0.6, "image": ...}}'),
+    Setting("limits", dict, help='older form of the limits: {"image": {"concurrency": 3, "per_minute": 5}, ...}'),
+    Setting("max_tokens", int, 400, env=("BEAMKIT_OPENAI_MAX_TOKENS",), roles=("llm",), minimum=1,
+            maximum=1_000_000, nullable=True, help="cap on the LLM's output tokens"),
+    Setting("size", str, DEFAULT_IMAGE_SIZE, env=("BEAMKIT_IMAGE_SIZE",), roles=("image",), nullable=True,
+            help="image size (none: not sent)"),
+    Setting("quality", str, DEFAULT_IMAGE_QUALITY, env=("BEAMKIT_IMAGE_QUALITY",), roles=("image",), nullable=True,
+            help="image quality (none: not sent)"),
+    Setting("send_seed", bool, False, env=("BEAMKIT_OPENAI_IMAGE_SEED",), roles=("image",),
+            help="add the call's seed to image requests, for servers that take one"),
+    Setting("rephrase_model", str, DEFAULT_LLM_MODEL, env=("BEAMKIT_IMAGE_REPHRASE_MODEL",), roles=("image",),
+            nullable=True, help="chat model, on the image server, that rewords a refused prompt (none: swap words)"),
+    Setting("detail", str, DEFAULT_VISION_DETAIL, env=("BEAMKIT_VISION_DETAIL",), roles=("vision",), nullable=True,
+            help="image detail for the judge (low sends at most 512 px; none: not sent)"),
+    Setting("max_tokens", int, 600, env=("BEAMKIT_OPENAI_VISION_MAX_TOKENS",), roles=("vision",), minimum=1,
+            maximum=1_000_000, nullable=True, help="cap on the judge's output tokens"),
+    Setting("temperature", float, 0.0, env=("BEAMKIT_VISION_TEMPERATURE",), roles=("vision",), minimum=0,
+            maximum=2, nullable=True, help="the judge's temperature (the LLM samples at the job's)"),
+    Setting("json_mode", bool, True, env=("BEAMKIT_OPENAI_JSON_MODE",), roles=("vision",),
+            help="ask the judge for structured JSON (json_schema, else json_object, else plain text)"),
+)
+
+#: the flat names of beamkit 0.1, still taken
+ALIASES: dict[str, str] = {
+    "llm_model": "llm.model",
+    "image_model": "image.model",
+    "vision_model": "vision.model",
+    "image_size": "image.size",
+    "image_quality": "image.quality",
+    "send_image_seed": "image.send_seed",
+    "vision_detail": "vision.detail",
+    "vision_max_tokens": "vision.max_tokens",
+    "vision_temperature": "vision.temperature",
 }
-LIMIT_ENV = {role: (f"BEAMKIT_{role.upper()}_CONCURRENCY", f"BEAMKIT_{role.upper()}_PER_MINUTE") for role in ROLES}
 
 
 @dataclass
 class OpenAIConfig:
+    """One role's configuration, for one job."""
+
+    role: str
     api_key: str = field(repr=False)
+    model: str
     base_url: str | None = None
     organization: str | None = None
     project: str | None = None
-    llm_model: str = DEFAULT_LLM_MODEL
-    image_model: str = DEFAULT_IMAGE_MODEL
-    vision_model: str = DEFAULT_VISION_MODEL
-    image_size: str | None = DEFAULT_IMAGE_SIZE
-    image_quality: str | None = DEFAULT_IMAGE_QUALITY
-    vision_detail: str | None = DEFAULT_VISION_DETAIL
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
-    max_tokens: int | None = 400
-    vision_max_tokens: int | None = 600
-    vision_temperature: float | None = 0.0
-    json_mode: bool = True
-    send_image_seed: bool = False
-    temperature: float = 0.8
+    #: the LLM's: the job's temperature; the judge's: its setting; None: not sent
+    temperature: float | None = 0.8
     seed: int = 0
-    limits: dict[str, Limit] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    max_tokens: int | None = None
+    size: str | None = DEFAULT_IMAGE_SIZE
+    quality: str | None = DEFAULT_IMAGE_QUALITY
+    send_seed: bool = False
+    rephrase_model: str | None = DEFAULT_LLM_MODEL
+    detail: str | None = DEFAULT_VISION_DETAIL
+    json_mode: bool = True
+    limit: Limit = field(default_factory=Limit)
     prices: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def server(self) -> str:
+        return self.base_url or OFFICIAL_URL
 
     def public(self) -> dict[str, Any]:
         """The configuration without secrets, for metadata and display."""
-        return {
-            "baseUrl": self.base_url,
-            "llmModel": self.llm_model,
-            "imageModel": self.image_model,
-            "visionModel": self.vision_model,
-            "imageSize": self.image_size,
-            "imageQuality": self.image_quality,
-            "visionDetail": self.vision_detail,
-            "timeout": self.timeout,
-            "maxRetries": self.max_retries,
-            "limits": {r: {"concurrency": l.concurrency, "perMinute": l.per_minute} for r, l in self.limits.items()},
-        }
-
-
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and not v.strip())
+        out: dict[str, Any] = {"baseUrl": self.base_url, "model": self.model, "timeout": self.timeout,
+                               "maxRetries": self.max_retries,
+                               "limit": {"concurrency": self.limit.concurrency, "perMinute": self.limit.per_minute}}
+        if self.role == "image":
+            out.update(size=self.size, quality=self.quality)
+        elif self.role == "vision":
+            out.update(detail=self.detail)
+        return out
 
 
 def _bad(name: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"openai provider setting '{name}' {why}", name)
-
-
-def _as_str(name: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise _bad(name, "must be a string")
-    return v.strip()
-
-
-def _as_opt_str(name: str, v: Any) -> str | None:
-    s = _as_str(name, v)
-    return None if s.lower() in ("", "none", "default", "omit") else s
-
-
-def _as_float(name: str, v: Any, lo: float, hi: float) -> float:
-    try:
-        x = float(v) if not isinstance(v, bool) else math.nan
-    except (TypeError, ValueError):
-        x = math.nan
-    if not (math.isfinite(x) and lo <= x <= hi):
-        raise _bad(name, f"must be a number from {lo:g} to {hi:g}, got {v!r}")
-    return x
-
-
-def _as_int(name: str, v: Any, lo: int, hi: int) -> int:
-    x = _as_float(name, v, lo, hi)
-    if not x.is_integer():
-        raise _bad(name, f"must be a whole number, got {v!r}")
-    return int(x)
-
-
-def _as_opt_int(name: str, v: Any, lo: int, hi: int) -> int | None:
-    if isinstance(v, str) and v.strip().lower() in ("", "none", "omit"):
-        return None
-    return None if v is None else _as_int(name, v, lo, hi)
-
-
-def _as_opt_float(name: str, v: Any, lo: float, hi: float) -> float | None:
-    if isinstance(v, str) and v.strip().lower() in ("", "none", "omit"):
-        return None
-    return None if v is None else _as_float(name, v, lo, hi)
-
-
-def _as_bool(name: str, v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
-        return False
-    raise _bad(name, f"must be true or false, got {v!r}")
+    return InvalidRequest(f"openai setting '{name}' {why}", name)
 
 
 def _bound(name: str, v: Any) -> int | None:
-    """A limit bound: a positive int, or 0 / None / "none" for no bound."""
+    """A limit bound from the older ``limits`` form: a positive int, or 0 / None / "none" for no bound."""
     if v is None or (isinstance(v, str) and v.strip().lower() in ("", "none", "0", "unlimited")):
         return None
-    n = _as_int(name, v, 0, 1_000_000)
-    return n or None
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise _bad(name, f"must be a whole number, got {v!r}")
+    try:
+        n = float(v)
+    except ValueError:
+        raise _bad(name, f"must be a whole number, got {v!r}") from None
+    if not n.is_integer() or not 0 <= n <= 1_000_000:
+        raise _bad(name, f"must be a whole number from 0 to 1000000, got {v!r}")
+    return int(n) or None
 
 
-def _limit(role: str, base: Limit, v: Any) -> Limit:
+def _older_limit(role: str, base: Limit, v: Any) -> Limit:
     name = f"limits.{role}"
     if isinstance(v, Limit):
         return v
@@ -180,83 +182,55 @@ def _limit(role: str, base: Limit, v: Any) -> Limit:
     raise _bad(name, "must be {concurrency, per_minute}")
 
 
-def resolve(settings: Mapping[str, Any] | None, *, temperature: float = 0.8, seed: int = 0,
-            environ: Mapping[str, str] | None = None) -> OpenAIConfig:
-    """Build the configuration; raise a fatal BeamkitError on a missing key or a bad value."""
-    settings = dict(settings or {})
-    env = os.environ if environ is None else environ
-    unknown = sorted(k for k in settings if k not in ENV)
-    if unknown:
-        raise InvalidRequest(
-            f"unknown openai provider setting '{unknown[0]}' (known: {', '.join(sorted(ENV))})", unknown[0]
-        )
+def limit_of(role: str, settings: Mapping[str, Any]) -> Limit:
+    limit = Limit(settings.get("concurrency") or None, settings.get("per_minute") or None)
+    older = settings.get("limits")
+    if older is not None:
+        unknown = [r for r in older if r not in ROLES]
+        if unknown:
+            raise _bad("limits", f"has unknown role '{unknown[0]}' (use llm, image, vision)")
+        if role in older:
+            limit = _older_limit(role, limit, older[role])
+    return limit
 
-    def get(name: str) -> Any:
-        value = settings.get(name)
-        if _blank(value) and ENV[name]:
-            value = env.get(ENV[name])  # type: ignore[arg-type]
-        return None if _blank(value) else value
 
-    key = get("api_key")
-    if key is None:
-        raise BeamkitError(
-            "No OpenAI API key: set the OPENAI_API_KEY environment variable or pass api_key in the provider "
-            "settings (for a local server that checks no key, any placeholder such as 'local' will do).",
-            ErrorCode.AUTH_ERROR,
-            fatal=True,
-        )
-    if not isinstance(key, str):
-        raise BeamkitError("The OpenAI API key must be a string.", ErrorCode.AUTH_ERROR, fatal=True)
-
-    conf: dict[str, Any] = {"api_key": key.strip(), "temperature": temperature, "seed": seed}
-    parse: dict[str, Callable[[str, Any], Any]] = {
-        "base_url": _as_opt_str, "organization": _as_opt_str, "project": _as_opt_str,
-        "llm_model": _as_str, "image_model": _as_str, "vision_model": _as_str,
-        "image_size": _as_opt_str, "image_quality": _as_opt_str, "vision_detail": _as_opt_str,
-        "timeout": lambda n, v: _as_float(n, v, 0.1, 3600),
-        "max_retries": lambda n, v: _as_int(n, v, 0, 20),
-        "max_tokens": lambda n, v: _as_opt_int(n, v, 1, 1_000_000),
-        "vision_max_tokens": lambda n, v: _as_opt_int(n, v, 1, 1_000_000),
-        "vision_temperature": lambda n, v: _as_opt_float(n, v, 0, 2),
-        "json_mode": _as_bool, "send_image_seed": _as_bool,
-    }
-    for name, fn in parse.items():
-        value = get(name)
-        if value is not None:
-            conf[name] = fn(name, value)
-    for name in ("llm_model", "image_model", "vision_model"):
-        if name in conf and not conf[name]:
-            raise _bad(name, "must not be empty")
-
-    prices = get("prices")
-    if isinstance(prices, str):
-        try:
-            prices = json.loads(prices)
-        except ValueError:
-            raise _bad("prices", "must be JSON such as {\"my-model\": {\"input\": 0.1, \"output\": 0.4}}") from None
-    if prices is not None and not isinstance(prices, Mapping):
-        raise _bad("prices", "must be an object of models")
+def prices_of(settings: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        conf["prices"] = merge_prices(prices)
+        return merge_prices(settings.get("prices"))
     except ValueError as exc:
         raise _bad("prices", f"is invalid: {exc}") from None
 
-    limits = dict(DEFAULT_LIMITS)
-    for role, (c_env, m_env) in LIMIT_ENV.items():
-        base = limits[role]
-        c = env.get(c_env)
-        m = env.get(m_env)
-        limits[role] = Limit(
-            _bound(c_env, c) if not _blank(c) else base.concurrency,
-            _bound(m_env, m) if not _blank(m) else base.per_minute,
+
+def config_for(role: str, settings: Mapping[str, Any], *, temperature: float = 0.8, seed: int = 0,
+               need_key: bool = True) -> OpenAIConfig:
+    """One role's configuration from its resolved settings; a missing key is a fatal AUTH_ERROR."""
+    key = settings.get("api_key")
+    if need_key and not key:
+        up = role.upper()
+        raise BeamkitError(
+            f"No OpenAI API key for the {role} role: set OPENAI_API_KEY (or BEAMKIT_{up}_API_KEY) or pass api_key "
+            "in the provider settings (for a local server that checks no key, any placeholder such as 'local' "
+            "will do).",
+            ErrorCode.AUTH_ERROR,
+            fatal=True,
         )
-    given = settings.get("limits")
-    if given is not None:
-        if not isinstance(given, Mapping):
-            raise _bad("limits", "must be an object with llm, image and/or vision")
-        for role, value in given.items():
-            if role not in ROLES:
-                raise _bad("limits", f"has unknown role '{role}' (use llm, image, vision)")
-            limits[role] = _limit(role, limits[role], value)
-    conf["limits"] = limits
-    return OpenAIConfig(**conf)
+    model = settings.get("model")
+    if not model:
+        raise _bad(f"{role}.model", "must not be empty")
+    conf = OpenAIConfig(
+        role=role, api_key=key or "", model=model, base_url=settings.get("base_url"),
+        organization=settings.get("organization"), project=settings.get("project"),
+        timeout=settings.get("timeout") or DEFAULT_TIMEOUT,
+        max_retries=DEFAULT_MAX_RETRIES if settings.get("max_retries") is None else settings["max_retries"],
+        temperature=temperature if role == "llm" else settings.get("temperature"),
+        seed=seed, max_tokens=settings.get("max_tokens"),
+        limit=limit_of(role, settings), prices=prices_of(settings),
+    )
+    if role == "image":
+        conf.size, conf.quality = settings.get("size"), settings.get("quality")
+        conf.send_seed = bool(settings.get("send_seed"))
+        conf.rephrase_model = settings.get("rephrase_model")
+    elif role == "vision":
+        conf.detail, conf.json_mode = settings.get("detail"), settings.get("json_mode") is not False
+    return conf
+

@@ -7,7 +7,8 @@ The openai client already retries 408, 409, 429 and 5xx (``max_retries`` times, 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import openai
 

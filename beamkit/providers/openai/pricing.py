@@ -1,4 +1,4 @@
-"""Prices, and the usage counter behind ``ProviderSet.usage()``.
+"""Prices, and the usage counter behind each openai role's ``RoleHandle.usage()``.
 
 Prices are US dollars: ``input`` and ``output`` per million tokens, ``image`` per
 generated image (a number, or a table by ``quality`` and ``quality/size``). For an
@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 CURRENCY = "USD"
 
@@ -107,7 +108,7 @@ def cost_of(prices: Mapping[str, Any], model: str, input_tokens: int, output_tok
 
 
 class UsageCounter:
-    """Tokens, images, calls and cost per model for one provider set (one job)."""
+    """Tokens, images, calls and cost per model for one role of one job."""
 
     def __init__(self, prices: Mapping[str, Any]) -> None:
         self.prices = prices

@@ -147,6 +147,25 @@ def vision(user_prompt: str, data_url: str, detail: str | None) -> list[Message]
     ]
 
 
+#: the judge's answer as a ``json_schema`` response format (strict: every field, nothing else)
+SCORES_SCHEMA: dict[str, Any] = {
+    "name": "image_scores",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "alignment": {"type": "number", "description": "0-100: how fully the image shows what was asked"},
+            "aesthetics": {"type": "number", "description": "0-10: visual quality regardless of the request"},
+            "analysis": {"type": "string"},
+            "strengths": {"type": "array", "items": {"type": "string"}},
+            "weaknesses": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["alignment", "aesthetics", "analysis", "strengths", "weaknesses"],
+        "additionalProperties": False,
+    },
+}
+
+
 def vision_retry(reason: str) -> Message:
     """The follow-up when a vision reply could not be read."""
     return {
