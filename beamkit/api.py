@@ -32,6 +32,9 @@ def start(
     stop_when: Mapping[str, float] | None = None,
     seeds_per_prompt: int = JobParams.seeds_per_prompt,
     unexpanded: bool = JobParams.unexpanded,
+    ranking: str = JobParams.ranking,
+    votes: int = JobParams.votes,
+    steer: bool = JobParams.steer,
 ) -> Job:
     """Start a beam search on the running asyncio loop and return at once (defaults: ``JobParams``'s).
 
@@ -42,12 +45,15 @@ def start(
     (``{"image": {"model": ...}}``); ``beamkit.providers.describe()`` lists them.
     ``stop_when={"plateau": k, "score": x, "images": n, "usd": d}`` (any subset) ends the job early,
     ``seeds_per_prompt=k`` renders each combined prompt k times and keeps the best picture, and
-    ``unexpanded=True`` renders the prompt as given (docs/algorithm.md).
+    ``unexpanded=True`` renders the prompt as given, and ``ranking="tournament"`` chooses the beam
+    by a judge comparing pairs, each asked ``votes`` times (docs/algorithm.md).
+    ``steer=True`` waits after each iteration but the last for ``job.keep(...)`` (docs/human-in-the-loop.md).
     Raises ``InvalidRequest`` (naming the field) for a bad parameter or setting.
     """
     params = validate(
         dict(prompt=prompt, N=N, M=M, iterations=iterations, alpha=alpha, temperature=temperature, seed=seed, providers=providers,
-             stop_when=stop_when, seeds_per_prompt=seeds_per_prompt, unexpanded=unexpanded)
+             stop_when=stop_when, seeds_per_prompt=seeds_per_prompt, unexpanded=unexpanded, ranking=ranking,
+             votes=votes, steer=steer)
     )
     return Job(params, output, job_id=job_id, provider_settings=dict(provider_settings) if provider_settings else None)
 

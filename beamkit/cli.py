@@ -152,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
     from .params import validate
     from .providers.cli import parse_set
     from .providers.roles import plan
+    from .storage import output_problem
 
     params = {f.name: getattr(args, f.name) for f in FIELDS[1:]}
     progress = None
@@ -163,8 +164,18 @@ def _run(args: argparse.Namespace) -> int:
     try:
         checked = validate({"prompt": args.prompt, **params})
         plan(checked.providers, settings)  # every name and setting checked before the progress bar shows
+        problem = output_problem(args.output)
+        if problem:
+            print(f"beamkit: error: {problem}", file=sys.stderr)
+            return 1
         progress = _Progress(checked.N * checked.iterations, enabled=not args.quiet)
-        result = run(args.prompt, output=args.output, on_event=progress, provider_settings=settings or None, **params)
+        if checked.steer:  # each review is answered on stdin (docs/human-in-the-loop.md)
+            from .steering_cli import run_steered
+
+            params.pop("steer")
+            result = run_steered(args.prompt, progress, output=args.output, provider_settings=settings or None, **params)
+        else:
+            result = run(args.prompt, output=args.output, on_event=progress, provider_settings=settings or None, **params)
     except BeamkitError as exc:
         if progress is not None:
             progress.bar.close()

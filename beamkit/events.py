@@ -35,9 +35,13 @@ TERMINAL = frozenset({COMPLETE, ERROR})
 SUBSCRIBED = "subscribed"
 UNSUBSCRIBED = "unsubscribed"
 PONG = "pong"
+#: an extension (docs/websocket.md): one verdict of a ``ranking="tournament"`` job
+COMPARISON = "comparison"
 
-IterationStatus = Literal["processing", "completed"]
+IterationStatus = Literal["processing", "review", "completed"]
 PROCESSING: IterationStatus = "processing"
+#: a steered job waits for a person to keep or change the proposed ``beam`` (then ``completed`` follows)
+REVIEW: IterationStatus = "review"
 ITERATION_COMPLETED: IterationStatus = "completed"
 CandidateStatus = Literal["ok", "failed"]
 
@@ -141,13 +145,18 @@ class BeamEntry:
     iteration: int
     candidate_id: int
     total_score: float | None
+    #: 1 for the best; sent by tournament jobs, whose beam is not in score order
+    rank: int | None = None
 
     @property
     def key(self) -> Key:
         return (self.iteration, self.candidate_id)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "candidateId": self.candidate_id, "totalScore": self.total_score}
+        out = {"iteration": self.iteration, "candidateId": self.candidate_id, "totalScore": self.total_score}
+        if self.rank is not None:
+            out["rank"] = self.rank
+        return out
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -182,13 +191,14 @@ class IterationEvent(Event):
         if beam is not None:
             if not isinstance(beam, list):
                 raise ValueError("beam is not a list")
-            beam = tuple(BeamEntry(*_ref(r, "beam"), _score(r, "totalScore")) for r in beam)
+            beam = tuple(BeamEntry(*_ref(r, "beam"), _score(r, "totalScore"), _int(r, "rank", optional=True))
+                         for r in beam)
         return {
             "iteration": i,
             "total_iterations": _int(d, "totalIterations", optional=True),
             "dimension": _choice(d, "dimension", ("what", "how"), default=dimension_of(i)),
             "operation": _choice(d, "operation", ("expand", "refine"), default=operation_of(i)),
-            "status": _choice(d, "status", ("processing", "completed")),
+            "status": _choice(d, "status", ("processing", "review", "completed")),
             "beam": beam,
         }
 
@@ -341,6 +351,36 @@ class CandidateEvent(Event):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class ComparisonEvent(Event):
+    """One verdict of a tournament: ``a`` and ``b`` in the order the ranking asked, ``winner`` "a" or "b".
+
+    ``shownFirst`` says which was shown first; ``votes`` (when several) each vote; ``fallback``
+    "score" when the judge could not answer and the absolute score decided.
+    """
+
+    type: ClassVar[str] = COMPARISON
+    _keys: ClassVar[frozenset[str]] = frozenset({"iteration", "a", "b", "shownFirst", "winner", "reason"})
+    iteration: int
+    a: Key
+    b: Key
+    shown_first: str
+    winner: str
+    reason: str = ""
+
+    def _body(self) -> dict[str, Any]:
+        return {"iteration": self.iteration,
+                "a": {"iteration": self.a[0], "candidateId": self.a[1]},
+                "b": {"iteration": self.b[0], "candidateId": self.b[1]},
+                "shownFirst": self.shown_first, "winner": self.winner, "reason": self.reason}
+
+    @classmethod
+    def _fields_of(cls, d: Mapping[str, Any]) -> dict[str, Any]:
+        return {"iteration": _int(d, "iteration"), "a": _ref(d.get("a"), "a"), "b": _ref(d.get("b"), "b"),
+                "shown_first": _choice(d, "shownFirst", ("a", "b")), "winner": _choice(d, "winner", ("a", "b")),
+                "reason": _str(d, "reason")}
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class CompleteEvent(Event):
     """The job ended with a result: ``Result.to_dict()``."""
 
@@ -414,7 +454,7 @@ class UnknownEvent(Event):
 #: every event type by its wire name; decode() and the reducer's completeness test use it
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (StartedEvent, IterationEvent, CandidateEvent, CompleteEvent, ErrorEvent,
+    for cls in (StartedEvent, IterationEvent, CandidateEvent, ComparisonEvent, CompleteEvent, ErrorEvent,
                 SubscribedEvent, UnsubscribedEvent, PongEvent)
 }
 TERMINAL_TYPES = (CompleteEvent, ErrorEvent)
@@ -483,14 +523,26 @@ def iteration(
     dimension: Dimension,
     status: IterationStatus,
     beam: list[Candidate] | None = None,
+    ranked: bool = False,
 ) -> IterationEvent:
-    entries = None if beam is None else tuple(BeamEntry(c.iteration, c.candidate_id, c.total_score) for c in beam)
+    entries = None if beam is None else tuple(
+        BeamEntry(c.iteration, c.candidate_id, c.total_score, k + 1 if ranked else None) for k, c in enumerate(beam))
     return IterationEvent(job_id=job_id, iteration=iteration, total_iterations=total_iterations, dimension=dimension,
                           operation=operation_of(iteration), status=status, beam=entries)
 
 
 def candidate(job_id: str, cand: Candidate, total_candidates: int) -> CandidateEvent:
     return CandidateEvent.of(job_id, cand, total_candidates)
+
+
+def comparison(job_id: str, wire: Mapping[str, Any]) -> ComparisonEvent:
+    """The event of one verdict, from ``tournament.Comparison.to_wire()``."""
+    known = {"iteration", "a", "b", "shownFirst", "winner", "reason"}
+    return ComparisonEvent(job_id=job_id, iteration=wire["iteration"],
+                           a=(wire["a"]["iteration"], wire["a"]["candidateId"]),
+                           b=(wire["b"]["iteration"], wire["b"]["candidateId"]),
+                           shown_first=wire["shownFirst"], winner=wire["winner"], reason=wire["reason"],
+                           extra={k: v for k, v in wire.items() if k not in known})
 
 
 def complete(job_id: str, result: Mapping[str, Any]) -> CompleteEvent:

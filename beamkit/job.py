@@ -7,7 +7,7 @@ import inspect
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,19 @@ from . import events as ev
 from . import running
 from .candidate import Candidate
 from .engine.beam import BeamSearch
-from .errors import BeamkitError, ErrorCode
+from .errors import BeamkitError, ErrorCode, InvalidRequest
 from .events import JobStatus
 from .params import JobParams
 from .providers import Roles, resolve
+from .ratings import Ref, make_rating, parse_ref
 from .result import Result
 from .settings import DEFAULT_OUTPUT
 from .state import SessionState
-from .storage import SessionStore
+from .storage import SessionStore, append_rating, read_ratings
 
 log = logging.getLogger(__name__)
+#: why a job stopped by its process's shutdown ended (the same words a session whose process died reads back with)
+INTERRUPTED_BY_SHUTDOWN = "the server stopped before this job finished"
 Listener = Callable[[ev.Event], None]
 
 
@@ -50,6 +53,9 @@ class Job:
         #: what the job's events say so far: its status, error and progress come from here
         self.state = SessionState(self.id, self.params.to_dict())
         self.history: list[ev.Event] = []
+        #: set when the session folder could not be written: the job ends with it, and the log is not written again
+        self.storage_error: BeamkitError | None = None
+        self._interrupted: str | None = None  # set by interrupt(): the process is going away
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
         # Roles are resolved first, so that a bad name or setting fails here, at once, leaving nothing on disk.
@@ -62,6 +68,11 @@ class Job:
         )
         self.store = SessionStore(output, self.id)
         self._search = BeamSearch(self.id, self.params, self._providers, self.store, self._emit)
+        #: set while a steered job waits for a person's review: resolved by ``keep``
+        self._review: asyncio.Future[list[Ref] | None] | None = None
+        self._pool: dict[Ref, Candidate] = {}
+        if self.params.steer:
+            self._search.reviewer = self._await_review
         self.store.create()
         self._task = loop.create_task(self._run(), name=f"beamkit {self.id}")
         running.add(self)  # until it ends: a job whose widget is gone can still be found and stopped
@@ -77,7 +88,7 @@ class Job:
         """What is known so far (complete once the job is done)."""
         r = self._search.record
         return Result(r.job_id, r.config, r.status, r.candidates, r.beams, r.duration_ms, r.usage, r.error, self.folder,
-                      stopped_by=r.stopped_by)
+                      stopped_by=r.stopped_by, ratings=read_ratings(self.folder))
 
     @property
     def status(self) -> JobStatus:
@@ -95,18 +106,86 @@ class Job:
     def progress(self) -> dict[str, int]:
         return self.state.progress
 
+    # -- a person in the loop (docs/human-in-the-loop.md) -------------------------------------
+
+    def rate(self, a: Any, b: Any, winner: Any) -> dict[str, Any]:
+        """Record that the person prefers ``a`` (winner "a") or ``b`` (winner "b"), each a scored
+        candidate as (iteration, candidateId) or "i-c"; appended to the session's ratings.jsonl."""
+        rating = make_rating(a, b, winner, known=[k for k, c in self.state.candidates.items() if c.ok])
+        append_rating(self.folder, rating)
+        return rating
+
+    @property
+    def ratings(self) -> list[dict[str, Any]]:
+        return read_ratings(self.folder)
+
+    @property
+    def reviewing(self) -> bool:
+        """Whether the job waits for a person to keep or change the proposed beam (``steer=True``)."""
+        return self._review is not None and not self._review.done()
+
+    @property
+    def pool(self) -> list[Ref]:
+        """What the beam under review may be picked from (the last beam and the iteration's scored children)."""
+        return list(self._pool) if self.reviewing else []
+
+    def keep(self, refs: Iterable[Any] | None) -> None:
+        """Answer the review: keep ``refs`` (1 to M candidates of the pool, best first) as the beam,
+        or None to stop the job now, completed with the current beam. Raises InvalidRequest
+        when the job is not waiting for a review, or naming a pick that is not allowed."""
+        if not self.reviewing or self._review is None:
+            raise InvalidRequest(f"job {self.id} is not waiting for a review", "keep")
+        if refs is None:
+            self._review.set_result(None)
+            return
+        picks = [parse_ref(r, "keep") for r in refs] if isinstance(refs, (list, tuple)) else None
+        if not picks:
+            raise InvalidRequest("'keep' must be a non-empty list of candidates (or null to stop)", "keep")
+        if len(picks) > self.params.M:
+            raise InvalidRequest(f"'keep' holds {len(picks)} candidates, more than the beam width M={self.params.M}", "keep")
+        for ref in picks:
+            if ref not in self._pool:
+                raise InvalidRequest(f"'keep': {ref[0]}-{ref[1]} is not in the pool of this review", "keep")
+        if len(set(picks)) != len(picks):
+            raise InvalidRequest("'keep' names a candidate twice", "keep")
+        self._review.set_result(picks)
+
+    async def _await_review(self, iteration: int, proposed: list[Candidate], pool: list[Candidate]) -> list[Ref] | None:
+        self._pool = {c.key: c for c in pool}
+        self._review = asyncio.get_running_loop().create_future()
+        try:
+            return await self._review
+        finally:
+            self._review, self._pool = None, {}
+
     def cancel(self) -> bool:
         """Stop the job, calls in flight included. Finished work stays on disk."""
         if self.done:
             return False
         if self.status == JobStatus.PENDING:  # the task never ran, so its own handler will not report it
             self._task.cancel()
-            self._record_end(JobStatus.CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
-            self._emit(ev.error(self.id, "Job was cancelled", ErrorCode.CANCELLED))
+            status, message, code, context = self._stop_reason()
+            self._record_end(status, message, code)
+            self._emit(ev.error(self.id, message, code, **context))
             self.store.close()  # the task that would have closed it never runs; the store's thread does it
             running.discard(self)
             return True
         return self._task.cancel()
+
+    def interrupt(self, why: str = INTERRUPTED_BY_SHUTDOWN) -> bool:
+        """Stop the job because its process is going away (a server shutting down on SIGTERM), not
+        because anybody cancelled it: it ends as ``interrupted``, as a session whose process died
+        reads back, with an ``error`` event (INTERNAL_ERROR, ``interrupted: true``)."""
+        if self.done:
+            return False
+        self._interrupted = why
+        return self.cancel()
+
+    def _stop_reason(self) -> tuple[JobStatus, str, ErrorCode, dict[str, Any]]:
+        """How a stopped task is recorded: cancelled by someone, or interrupted by its process."""
+        if self._interrupted is not None:
+            return JobStatus.INTERRUPTED, f"Job was interrupted: {self._interrupted}", ErrorCode.INTERNAL_ERROR, {"interrupted": True}
+        return JobStatus.CANCELLED, "Job was cancelled", ErrorCode.CANCELLED, {}
 
     async def events(self, start: int = 0) -> AsyncIterator[ev.Event]:
         """Every event from ``start`` (default: the first), then live ones, until the job ends."""
@@ -189,7 +268,11 @@ class Job:
     # -- internals -------------------------------------------------------------------------------
 
     def _emit(self, event: ev.Event) -> None:
-        self.store.append_line(ev.encode(event))  # encoded once: the server sends the same text
+        if self.storage_error is None:
+            try:
+                self.store.append_line(ev.encode(event))  # encoded once: the server sends the same text
+            except OSError as exc:
+                self._storage_failed(exc, ev.is_terminal(event))
         self.state.apply(event)  # before listeners run, so they see the job as the event left it
         self.history.append(event)
         for listener in list(self._listeners):
@@ -200,11 +283,24 @@ class Job:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _storage_failed(self, exc: OSError, last: bool) -> None:
+        """The log could not be written (disk full, file too large, read-only, no descriptors): the
+        event still reaches every consumer, and the job ends with an INTERNAL_ERROR that says why.
+        Nothing more is written to the folder, so the failure is logged once, not once per event."""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        self.storage_error = BeamkitError(
+            f"beamkit could not write the session folder {self.folder}: {reason}", ErrorCode.INTERNAL_ERROR)
+        log.error("job %s stopped: %s", self.id, self.storage_error.message)
+        if not last and not self._task.done():  # a last event ends the job anyway
+            self._task.cancel()  # the engine stops as on a cancel; _run reports the storage error instead
+
     def _record_end(self, status: JobStatus, message: str, code: str) -> None:
         """How the job ended, in its session's metadata (written in the background); the job's own
         status follows from the ``error`` event that comes next."""
         record = self._search.record
         record.status, record.error = status, {"message": message, "code": code}
+        if self.storage_error is not None:  # the folder cannot be written: the error is in the events only
+            return
         try:
             record.usage = self._providers.usage()
             self.state.set_usage(record.usage)  # an error event carries no usage
@@ -212,22 +308,30 @@ class Job:
         except Exception:
             log.exception("beamkit could not write metadata of %s", self.id)
 
-    async def _fail(self, status: JobStatus, message: str, code: str) -> None:
+    async def _fail(self, status: JobStatus, message: str, code: str, **context: Any) -> None:
         self._record_end(status, message, code)
         try:
-            await self.store.flush()  # the metadata is on disk before the last event says the job is over
+            if self.storage_error is None:
+                await self.store.flush()  # the metadata is on disk before the last event says the job is over
         except Exception:
             log.exception("beamkit could not write metadata of %s", self.id)
         finally:
-            self._emit(ev.error(self.id, message, code))
+            self._emit(ev.error(self.id, message, code, **context))
 
     async def _run(self) -> None:
         self.state.begin()
         try:
             await self._search.run()
-            self._emit(ev.complete(self.id, self.result.to_dict()))
+            if self.storage_error is not None:  # the search finished before the cancel reached it
+                await self._fail(JobStatus.ERROR, self.storage_error.message, ErrorCode.INTERNAL_ERROR)
+            else:
+                self._emit(ev.complete(self.id, self.result.to_dict()))
         except asyncio.CancelledError:
-            await self._fail(JobStatus.CANCELLED, "Job was cancelled", ErrorCode.CANCELLED)
+            if self.storage_error is not None:
+                await self._fail(JobStatus.ERROR, self.storage_error.message, ErrorCode.INTERNAL_ERROR)
+            else:
+                status, message, code, context = self._stop_reason()
+                await self._fail(status, message, code, **context)
         except BeamkitError as exc:
             await self._fail(JobStatus.from_error(exc.code), exc.message, exc.code)
         except Exception as exc:
@@ -245,7 +349,8 @@ class Job:
             try:
                 await self.store.close()
             except Exception:
-                log.exception("beamkit could not close the session of %s", self.id)
+                if self.storage_error is None:  # otherwise already reported
+                    log.exception("beamkit could not close the session of %s", self.id)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:

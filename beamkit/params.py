@@ -38,6 +38,10 @@ class Field:
     schema: dict[str, Any] | None = None
 
 
+#: the ways a beam is chosen, and the most votes a tournament asks per pair
+RANKINGS = ("score", "tournament")
+MAX_VOTES = 5
+
 FIELDS: tuple[Field, ...] = (
     Field("prompt", str, None, 1, MAX_PROMPT_CHARS, help="what the user wants to see"),
     Field("N", int, 9, 1, 64, help="candidates generated per iteration"),
@@ -45,7 +49,9 @@ FIELDS: tuple[Field, ...] = (
     Field("iterations", int, 3, 1, 20, help="iterations, counting iteration 0"),
     Field("alpha", float, 0.7, 0.0, 1.0, help="weight of alignment against aesthetics"),
     Field("temperature", float, 0.8, 0.0, 2.0, help="LLM sampling temperature"),
-    Field("seed", int, None, nullable=True, help="makes a run repeatable; drawn and recorded when omitted"),
+    # A signed 64-bit integer: what providers that take a seed accept (and an int, unlike 10**4400, that prints).
+    Field("seed", int, None, -(2**63), 2**63 - 1, nullable=True,
+          help="makes a run repeatable; drawn and recorded when omitted"),
     Field("providers", str, "offline", 1, MAX_NAME, parse=check_providers,
           help="a provider for every role, or an object naming the provider of each role",
           schema={"oneOf": [
@@ -67,6 +73,14 @@ FIELDS: tuple[Field, ...] = (
     Field("unexpanded", bool, False, parse=lambda v: check_flag("unexpanded", v),
           help="render the user's prompt as is: no expansion, no combine (one iteration only)",
           schema={"type": "boolean"}),
+    Field("ranking", str, "score", parse=lambda v: check_ranking(v),
+          help="how the beam is chosen: 'score' (the absolute scores) or 'tournament' (a judge compares pairs)",
+          schema={"type": "string", "enum": list(RANKINGS)}),
+    Field("votes", int, 1, 1, MAX_VOTES,
+          help="tournament only: how many times each pair is asked (odd); the majority wins"),
+    Field("steer", bool, False, parse=lambda v: check_flag("steer", v),
+          help="wait after each iteration's ranking (but the last) for a person to keep or change the beam",
+          schema={"type": "boolean"}),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
@@ -86,6 +100,11 @@ class JobParams:
     stop_when: dict[str, float] | None = None
     seeds_per_prompt: int = 1
     unexpanded: bool = False
+    #: "score" or "tournament" (a judge compares candidates of the pool; see docs/algorithm.md)
+    ranking: str = "score"
+    votes: int = 1
+    #: after each iteration but the last, wait for a person's review of the beam (``Job.keep``)
+    steer: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,7 +150,8 @@ def _check(field: Field, value: Any) -> Any:
             raise InvalidRequest(f"'{name}' must be a finite number", name)
         value = float(value)
     if field.minimum is not None and value < field.minimum or field.maximum is not None and value > field.maximum:
-        raise InvalidRequest(f"'{name}' must be between {_fmt(field.minimum)} and {_fmt(field.maximum)}, got {value}", name)
+        shown = value if abs(value) < 10**30 else "a number far out of range"  # str() of 10**4400 raises
+        raise InvalidRequest(f"'{name}' must be between {_fmt(field.minimum)} and {_fmt(field.maximum)}, got {shown}", name)
     return value
 
 
@@ -157,6 +177,12 @@ def check_stop_when(value: Any) -> dict[str, float] | None:
             raise InvalidRequest(f"'stop_when.{rule}' must be {bound}, got {raw}", "stop_when")
         out[str(rule)] = raw
     return out or None
+
+
+def check_ranking(value: Any) -> str:
+    if not isinstance(value, str) or value.strip() not in RANKINGS:
+        raise InvalidRequest(f"'ranking' must be one of {', '.join(RANKINGS)}, got {value!r}", "ranking")
+    return value.strip()
 
 
 def check_flag(name: str, value: Any) -> bool:
@@ -217,6 +243,8 @@ def validate(data: Mapping[str, Any]) -> JobParams:
     if images is not None and images < values["seeds_per_prompt"]:
         raise InvalidRequest(f"'stop_when.images' ({images}) leaves no room for one candidate's "
                              f"{values['seeds_per_prompt']} pictures (seeds_per_prompt)", "stop_when")
+    if values["votes"] % 2 == 0:
+        raise InvalidRequest(f"'votes' must be odd (a majority needs one), got {values['votes']}", "votes")
     return JobParams(**values)
 
 

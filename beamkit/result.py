@@ -22,8 +22,8 @@ Ref = tuple[int, int]
 COLUMNS = (
     "job_id", "key", "iteration", "candidate_id", "parent", "operation", "dimension", "what_prompt", "how_prompt",
     "combined_prompt", "critique", "total_score", "alignment_score", "aesthetic_score", "strengths", "weaknesses",
-    "status", "error_code", "error_message", "image_id", "image_path", "kept", "beam_rank", "in_final_beam", "best",
-    "on_best_lineage",
+    "status", "error_code", "error_message", "image_id", "image_path", "kept", "beam_rank", "kept_until",
+    "in_final_beam", "best", "on_best_lineage",
 )
 
 
@@ -42,6 +42,8 @@ class Result:
     folder: Path | None = None
     #: the ``stop_when`` rule that ended the job early ("score", "plateau", "images", "usd"), or None
     stopped_by: str | None = None
+    #: a person's pairwise ratings (ratings.jsonl), oldest first: ``{"a", "b", "winner", "timestamp"}``
+    ratings: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_state(cls, state: SessionState, folder: str | os.PathLike[str] | None = None) -> Result:
@@ -115,6 +117,45 @@ class Result:
             "stoppedBy": self.stopped_by,
         }
 
+    # -- a person's ratings (docs/human-in-the-loop.md) --------------------------------------------
+
+    def rate(self, a: Any, b: Any, winner: Any) -> dict[str, Any]:
+        """Record that the person prefers ``a`` (winner "a") or ``b`` (winner "b"); each is
+        (iteration, candidateId) or "i-c". The rating is appended to the session's ratings.jsonl
+        (by storage, the one writer of session files) and to ``ratings``; returns it."""
+        from .ratings import make_rating
+
+        rating = make_rating(a, b, winner, known=[c.key for c in self.candidates if c.ok])
+        if self.folder is not None:
+            from .storage.ratings import append_rating
+
+            append_rating(self.folder, rating)
+        self.ratings.append(rating)
+        return rating
+
+    def model_order(self) -> list[Ref]:
+        """The model's ranking: the last beam in its order (the tournament's rank, or the score
+        order), then every other scored candidate by score."""
+        from .ratings import model_order
+
+        last = max(self.beams) if self.beams else None
+        return model_order(self.candidates, self.beams[last] if last is not None else ())
+
+    def next_pair(self) -> tuple[Ref, Ref] | None:
+        """The pair most worth rating next (neighbours in the model's ranking first, nothing the
+        ratings already decide by transitivity), or None."""
+        from .ratings import next_pair
+
+        return next_pair(self.model_order(), self.ratings)
+
+    def agreement(self, k: int = 3) -> dict[str, Any]:
+        """Spearman rho, Kendall tau (scipy.stats) and top-``k`` overlap between the person's
+        ranking (net wins over the rated candidates) and the model's, with the ratings they
+        disagree on."""
+        from .ratings import agreement
+
+        return agreement(self.ratings, self.model_order(), k)
+
     # -- as data ----------------------------------------------------------------------------------
 
     def rows(self) -> list[dict[str, Any]]:
@@ -124,6 +165,10 @@ class Result:
         final = set(self.beams[last]) if last is not None else set()
         best = self.best
         on_lineage = set(self.lineage(best)) if best is not None else set()
+        kept_until: dict[Ref, int] = {}  # a parent carried over stays in later beams
+        for i in sorted(self.beams):
+            for r in self.beams[i]:
+                kept_until[(r[0], r[1])] = i
         out = []
         for c in sorted(self.candidates, key=lambda c: c.key):
             beam = self.beams.get(c.iteration)
@@ -154,6 +199,7 @@ class Result:
                 # None where the iteration never finished (a cancelled or interrupted job)
                 "kept": None if beam_keys is None else c.key in beam_keys,
                 "beam_rank": beam_keys.index(c.key) if beam_keys and c.key in beam_keys else None,
+                "kept_until": kept_until.get(c.key),
                 "in_final_beam": c.key in final,
                 "best": best is not None and c.key == best.key,
                 "on_best_lineage": c.key in on_lineage,
@@ -170,7 +216,8 @@ class Result:
         df = pd.DataFrame(self.rows(), columns=list(COLUMNS))
         for col in ("iteration", "candidate_id"):
             df[col] = df[col].astype("int64")
-        df["beam_rank"] = df["beam_rank"].astype("Int64")
+        for col in ("beam_rank", "kept_until"):
+            df[col] = df[col].astype("Int64")
         df["kept"] = df["kept"].astype("boolean")
         for col in ("total_score", "alignment_score", "aesthetic_score"):
             df[col] = df[col].astype("float64")

@@ -54,7 +54,7 @@ def subscribe(callback: Callable[[], None]) -> Callable[[], None]:
     """
     ref: weakref.ref[Any]
     try:
-        ref = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+        ref = weakref.WeakMethod(callback)
     except TypeError:
         ref = weakref.ref(callback)
     _subscribers.append(ref)

@@ -21,6 +21,7 @@ from typing import Any
 from .candidate import Candidate, Dimension, Key, Operation, best_of, critique_key, dimension_of, lineage_of, operation_of
 from .events import (
     CandidateEvent,
+    ComparisonEvent,
     CompleteEvent,
     ErrorEvent,
     Event,
@@ -42,6 +43,8 @@ PARTS = ("header", "progress", "rows", "live_row", "beam", "best", "chart", "usa
 
 #: what GET /api/job answers for a job that has not ended
 IN_PROGRESS = "in_progress"
+#: what GET /api/job answers while a steered job waits for a person's review
+REVIEWING = "reviewing"
 
 
 @dataclass
@@ -93,7 +96,13 @@ class SessionState:
         self.stopped_by: str | None = None
         #: when the job started (its ``started`` event's timestamp)
         self.started_at: str | None = None
+        #: a tournament's verdicts, as their ``comparison`` events' wire dicts, in the order they came
+        self.comparisons: list[dict[str, Any]] = []
         self.events_applied = 0
+        #: the iteration whose beam a person is reviewing (a steered job waiting), else None
+        self.reviewing: int | None = None
+        #: the beam the model proposed for that review, best first
+        self.proposed: list[Key] = []
         self._final_best: Key | None = None
         self._best: Key | None = None
         self._total_iterations: int | None = None
@@ -116,6 +125,10 @@ class SessionState:
                 changed = self._iteration(e)
             case CandidateEvent():
                 changed = self._candidate(e)
+            case ComparisonEvent():
+                # A verdict changes no part of today's views: the beam it leads to comes with the iteration's end.
+                self.comparisons.append(dict(e))
+                changed = set()
             case CompleteEvent():
                 changed = self._complete(e)
             case ErrorEvent():
@@ -258,6 +271,12 @@ class SessionState:
         if e.total_iterations:
             self._total_iterations = e.total_iterations
         self._running()
+        if e.status == "review":  # a steered job waits for a person; the row stays open until "completed"
+            self.reviewing = e.iteration
+            self.proposed = [b.key for b in e.beam or ()]
+            self.current_iteration = e.iteration
+            return {"live_row", "beam", "header", "progress"}
+        self.reviewing = None
         if e.status == "completed":
             row.status = "completed"
             self.beams[e.iteration] = [b.key for b in e.beam or ()]
@@ -321,7 +340,7 @@ class SessionState:
     def rest_status(self) -> str:
         """``status`` as GET /api/job says it: ``in_progress`` until the end; an interrupted job is an ``error``."""
         if not self.done:
-            return IN_PROGRESS
+            return REVIEWING if self.reviewing is not None else IN_PROGRESS
         return JobStatus.ERROR.value if self.status == JobStatus.INTERRUPTED else self.status.value
 
     @property

@@ -1,8 +1,11 @@
 """Soak: many jobs through one server, each followed by many WebSocket subscribers.
 
     .venv/bin/python benchmarks/soak.py [--jobs 200] [--subscribers 20] [--running 8] [--keep]
+    .venv/bin/python benchmarks/soak.py --extension --jobs 100 --subscribers 10
 
-The server is `beamkit serve` (``beamkit.cli.main``) in a subprocess on 127.0.0.1, with a simulated
+The server is `beamkit serve` (``beamkit.cli.main``) in a subprocess on 127.0.0.1, or with
+``--extension`` a Jupyter Server with the beamkit extension and a token (every request and
+socket carries it; Jupyter's state folders are fresh temporary ones), with a simulated
 provider set of small fixed latencies registered first, so that the numbers are the server's own.
 At most ``--running`` jobs run at once. Each job is followed by ``--subscribers`` WebSocket
 clients: half subscribe as soon as the job is started, half once the first of them has seen a
@@ -91,7 +94,7 @@ async def _close(ws: Any, timeout: float) -> None:
     try:
         while await asyncio.wait_for(ws.read_message(), timeout) is not None:
             pass
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -173,6 +176,41 @@ SERVE = textwrap.dedent("""
 """)
 
 
+JUPYTER = textwrap.dedent("""
+    import collections, sys
+    from beamkit.providers import register
+    from beamkit.providers.simulated import Simulation
+    from jupyter_server.serverapp import ServerApp
+
+    sim = Simulation(name="soak", llm_latency=0.002, image_latency=0.005, vision_latency=0.002)
+    sim.calls = collections.deque(maxlen=1000)
+    register("soak", sim.provider)
+    port, output, max_jobs, max_connections, token, root = sys.argv[1:7]
+    print("beamkit serving (jupyter)", flush=True)
+    ServerApp.launch_instance(argv=[
+        "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
+        "--ServerApp.jpserver_extensions={'beamkit': True}",
+        f"--BeamkitSettings.output={output}", "--BeamkitSettings.providers=soak",
+        f"--BeamkitSettings.max_jobs={max_jobs}", f"--BeamkitSettings.max_connections={max_connections}"])
+""")
+
+
+async def _until_listening(base: str, headers: dict[str, str], proc: subprocess.Popen, timeout: float = 90) -> bool:
+    http = AsyncHTTPClient(force_instance=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                await http.fetch(base + "/health", headers=headers, request_timeout=5)
+                return True
+            except Exception:
+                await asyncio.sleep(0.2)  # polling a condition: the port opening
+        return False
+    finally:
+        http.close()
+
+
 def rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
@@ -203,26 +241,40 @@ async def main_async(args: argparse.Namespace) -> int:
     folder = Path(tempfile.mkdtemp(prefix="beamkit-soak-"))
     output = folder / "out"
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(port), str(output), str(2 * args.running),
-                             str(2 * args.running * args.subscribers + 16)],
-                            stdout=subprocess.PIPE, stderr=open(folder / "server.log", "wb"), text=True)
+    limits = [str(2 * args.running), str(2 * args.running * args.subscribers + 16)]
+    token = None
+    env = dict(os.environ)
+    if args.extension:
+        token = os.urandom(16).hex()
+        for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
+            (folder / name).mkdir()
+            env[name] = str(folder / name)
+        cmd = [sys.executable, "-c", JUPYTER, str(port), str(output), *limits, token, str(folder)]
+        base = f"http://127.0.0.1:{port}/beamkit"
+    else:
+        cmd = [sys.executable, "-c", SERVE, str(port), str(output), *limits]
+        base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(folder / "server.log", "wb"), text=True, env=env)
     try:
         line = proc.stdout.readline()
-        if "beamkit serving" not in line:
+        up = "beamkit serving" in line
+        if up and args.extension:
+            up = await _until_listening(base, {"Authorization": f"Bearer {token}"}, proc)
+        if not up:
             print("the server did not start:", (folder / "server.log").read_text(), file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)
             return 1
-        base = f"http://127.0.0.1:{port}"
-        await drive(base, output, jobs=1, subscribers=args.subscribers, running=1)  # warm-up
+        await drive(base, output, jobs=1, subscribers=args.subscribers, running=1, token=token)  # warm-up
         rss0, fds0 = rss(proc.pid), fds(proc.pid)
-        report = await drive(base, output, jobs=args.jobs, subscribers=args.subscribers, running=args.running)
+        report = await drive(base, output, jobs=args.jobs, subscribers=args.subscribers, running=args.running,
+                             token=token)
         fds1 = await _settled_fds(proc.pid, fds0)
         rss1 = rss(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     mib = 1024 * 1024
-    print(f"jobs {report.jobs} x subscribers {report.subscribers}, at most {args.running} running; "
+    print(f"{'Jupyter Server extension (token)' if args.extension else 'beamkit serve'}: jobs {report.jobs} x subscribers {report.subscribers}, at most {args.running} running; "
           f"{report.seconds:.1f} s; outcomes {report.outcomes}; 429 retried {report.refused}")
     print(f"events expected {report.events_expected}, received {report.events_received}, lost {report.lost}, "
           f"extra {report.extra}, out of order {report.out_of_order}")
@@ -242,6 +294,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--subscribers", type=int, default=20)
     parser.add_argument("--running", type=int, default=8, help="jobs at once")
+    parser.add_argument("--extension", action="store_true", help="soak the Jupyter Server extension, with a token")
     parser.add_argument("--keep", action="store_true", help="keep the sessions (and the server's log) in a temp folder")
     return asyncio.run(main_async(parser.parse_args()))
 

@@ -24,4 +24,6 @@ fi
 # Keep Jupyter and IPython state out of HOME.
 state=$(mktemp -d -t beamkit-test-XXXXXX)
 export JUPYTER_CONFIG_DIR="$state/config" JUPYTER_DATA_DIR="$state/data" JUPYTER_RUNTIME_DIR="$state/runtime" IPYTHONDIR="$state/ipython"
+# The notebooks measure over small grids of prompts and seeds in CI (docs/notebooks.md).
+export BEAMKIT_NOTEBOOK_QUICK=1
 exec .venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"

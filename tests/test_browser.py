@@ -548,3 +548,86 @@ def test_tall_job_detail_view_keyboard_and_pictures_at_1366x768(browser: Any, la
         raise
     finally:
         ctx.close()
+
+
+# -- a saved notebook, its kernel restarted (issue 11, item 4) -------------------------------------
+
+SAVED_JOB = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "start",
+         "source": ["import beamkit\n", "job = beamkit.start('a harbour at night, saved', N=4, M=2, iterations=2, seed=7)\n", "job"]},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "wait",
+         "source": ["result = await job\n", "print('job ended:', result.status)"]},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def static_views(page: Any) -> list[dict[str, Any]]:
+    """Each static view of the open notebook: whether it shows, its status, its picture's size."""
+    return page.evaluate(
+        f"""() => [...document.querySelectorAll("{PANEL} .bk-static")].map(s => {{
+            const r = s.getBoundingClientRect(), img = s.querySelector('img');
+            return {{visible: r.width > 0 && r.height > 0, status: s.dataset.status,
+                     picture: img ? [img.complete, img.naturalWidth] : null, text: s.textContent}};
+        }})"""
+    )
+
+
+def test_saved_notebook_shows_the_static_view_after_a_kernel_restart(browser: Any, lab: dict[str, Any]) -> None:
+    path = lab["work"] / "saved_job.ipynb"
+    path.write_text(json.dumps(SAVED_JOB))
+    ctx, page, errors = open_notebook(browser, lab, "saved_job.ipynb")
+    try:
+        run_all(page)
+        wait_status(page, "completed")
+        page.wait_for_function(
+            f"() => [...document.querySelectorAll('{PANEL} .jp-OutputArea-output')].some(o => /job ended: completed/.test(o.textContent))",
+            timeout=60_000,
+        )
+        # while the widget runs, its static twin is in the page but hidden
+        page.wait_for_function(f"() => document.querySelector(\"{PANEL} .bk-static\")?.dataset.status === 'completed'",
+                               timeout=30_000)
+        (live,) = static_views(page)
+        assert not live["visible"], live
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        deadline = time.monotonic() + 30
+        while 'data-status=\\"completed\\"' not in path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling a file the browser writes through the server
+        saved = json.loads(path.read_text())
+        live_out, static_out = saved["cells"][0]["outputs"]
+        assert "application/vnd.jupyter.widget-view+json" in live_out["data"]
+        assert "completed, 8/8 candidates" in "".join(static_out["data"]["text/plain"])
+        assert "widgets" not in saved["metadata"]  # JupyterLab's default: no widget state saved
+        page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:restart')")
+        page.locator(".jp-Dialog button.jp-mod-accept").click(timeout=30_000)
+        page.wait_for_function(
+            "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent || '')", timeout=60_000
+        )
+    except BaseException:
+        shot(page, "failed-saved-notebook.png")
+        raise
+    finally:
+        ctx.close()
+    # the notebook opened again, from disk, on the restarted kernel: no widget model is left
+    ctx, page, errors = open_notebook(browser, lab, "saved_job.ipynb")
+    try:
+        page.wait_for_function(f"() => document.querySelector(\"{PANEL} .bk-static img\")?.naturalWidth > 0",
+                               timeout=30_000)
+        (view,) = static_views(page)
+        assert view["visible"] and view["status"] == "completed" and view["picture"][1] > 0
+        assert "a harbour at night, saved" in view["text"] and "best " in view["text"]
+        # the widget output's "model not found" box is hidden by the static view's own style
+        dead = page.evaluate(
+            f"""() => [...document.querySelectorAll("{PANEL} .jp-OutputArea-output")]
+                  .filter(o => /Error displaying widget/.test(o.textContent))
+                  .map(o => o.getBoundingClientRect().height)"""
+        )
+        assert all(h == 0 for h in dead), dead
+        shot(page.locator(f"{PANEL} .bk-static").first, "static-view.png", docs=True)
+    except BaseException:
+        shot(page, "failed-saved-notebook-reopened.png")
+        raise
+    finally:
+        ctx.close()

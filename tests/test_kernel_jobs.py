@@ -131,9 +131,11 @@ def test_rerunning_the_start_cell_frees_the_old_widget_and_keeps_its_job_in_reac
     assert [o["jobId"] for o in others] == c["running"][:3]  # the new widget says which others still run
 
     # the new widget's Cancel next to an orphaned job stops that job
+    kernel.run("held = {j.id: j for j in beamkit.jobs()}")
     kernel.click(shown[-1][0], {"type": "cancel_other", "jobId": c["running"][0]})
-    kernel.run(f"j = beamkit.running.get({c['running'][0]!r})\nasync for _ in j.events():\n    pass")
-    assert kernel.value("str(beamkit.running.get(%r) or 'gone')" % c["running"][0]) == "gone"
+    kernel.run(f"async for _ in held[{c['running'][0]!r}].events():\n    pass")
+    assert kernel.value(f"str(held[{c['running'][0]!r}].status)") == "cancelled"
+    assert kernel.value("[j.id for j in beamkit.jobs()]") == c["running"][1:]
     assert kernel.value("[o['jobId'] for o in view(job).others]") == c["running"][1:3]
 
     # beamkit.jobs(): a table of the jobs running, and its Cancel all

@@ -558,7 +558,6 @@ def test_estimate_takes_params_and_prices():
 # --- whole jobs through the engine --------------------------------------------------------------
 
 def job_settings(server: FakeOpenAI, **extra: Any) -> dict[str, Any]:
-    # No per-minute bound on images here: the default (5 a minute) would make a test wait.
     limits = {"image": {"concurrency": 4, "per_minute": 0}}
     return {"api_key": TEST_KEY, "base_url": server.base_url, "max_retries": 1, "limits": limits, **extra}
 
@@ -813,7 +812,7 @@ async def test_a_judge_that_refuses_a_format_gets_the_next_and_it_is_remembered(
 
 @pytest.mark.asyncio
 async def test_json_mode_off_asks_for_no_format(openai_server):
-    ps = make(openai_server, **{"vision.json_mode": False})
+    ps = make(openai_server, json_mode=False)
     await ps.vision.analyze(openai_server.png, USER, seed=3)
     assert "response_format" not in openai_server.of("vision")[0].body
     await ps.aclose()

@@ -106,3 +106,27 @@ async def test_the_example_client_runs_through_failed_candidates(tmp_path):
     assert sum(line.startswith("Candidate ") for line in lines) == 12
     assert sum(line.endswith(": score null") for line in lines) == 2
     assert any(line.startswith("Best result:") for line in lines) and lines[-1] == "Disconnected"
+
+
+@pytest.mark.asyncio
+async def test_the_example_client_follows_a_steered_job(server, tmp_path):
+    # The client knows no "review" status: it logs the review as one more iteration line and goes on.
+    body = {"prompt": "a harbour at night", "N": 3, "M": 2, "iterations": 2, "seed": 2, "providers": "offline",
+            "steer": True}
+    code, body = await server.json("/api/beam-search", "POST", body)
+    assert code == 200
+    job = server.manager.live_job(body["jobId"])
+
+    async def answer() -> None:
+        async for e in job.events():
+            if e["type"] == "iteration" and e["status"] == "review":
+                code, _ = await server.json(f"/api/job/{job.id}/review", "POST", {"keep": [e["beam"][0]]})
+                assert code == 200
+
+    answering = asyncio.ensure_future(answer())
+    log, err = await run_example(server.url.replace("http", "ws", 1), body["jobId"], tmp_path)
+    await answering
+    assert err == ""
+    lines = log.splitlines()
+    assert lines.count("Iteration 0/2") == 3  # processing, review, completed
+    assert "Best result:" in log and lines[-1] == "Disconnected" and "undefined" not in log

@@ -68,7 +68,7 @@ def test_todays_serve_options_still_work(monkeypatch):
     assert s.values() == {
         "host": "0.0.0.0", "port": 3001, "output": "/tmp/out", "providers": "sim", "max_jobs": 2, "token": "t0k",
         "max_connections": 7, "allow_origins": ("http://localhost:8888", "https://lab.example"), "max_queue": 1000,
-        "provider_settings": {},
+        "provider_settings": {}, "max_pending_bytes": 64 * 1024 * 1024, "replay_memory": 256 * 1024 * 1024,
     }
     assert parse("--port=0", "--max-jobs=3").max_jobs == 3
 

@@ -24,6 +24,8 @@ EXAMPLES: dict[type[ev.Event], dict[str, Any]] = {
                         "operation": "expand", "status": "processing"},
     ev.CandidateEvent: {"type": "candidate", "jobId": JOB, "iteration": 0, "candidateId": 0, "totalCandidates": 4,
                         "status": "ok", "score": {"totalScore": 50.0, "alignmentScore": 50, "aestheticScore": 5.0}},
+    ev.ComparisonEvent: {"type": "comparison", "jobId": JOB, "iteration": 0, "a": {"iteration": 0, "candidateId": 0},
+                         "b": {"iteration": 0, "candidateId": 1}, "shownFirst": "b", "winner": "a", "reason": "r"},
     ev.CompleteEvent: {"type": "complete", "jobId": JOB, "result": {"bestCandidate": None, "duration": 3, "usage": {}}},
     ev.ErrorEvent: {"type": "error", "jobId": JOB, "error": {"message": "boom", "code": "PROVIDER_ERROR"}},
     ev.SubscribedEvent: {"type": "subscribed", "jobId": JOB},
@@ -32,7 +34,7 @@ EXAMPLES: dict[type[ev.Event], dict[str, Any]] = {
     ev.UnknownEvent: {"type": "judged", "jobId": JOB, "winner": 3},
 }
 #: event types that say nothing about the job itself
-SILENT = {ev.SubscribedEvent, ev.UnsubscribedEvent, ev.PongEvent, ev.UnknownEvent}
+SILENT = {ev.SubscribedEvent, ev.UnsubscribedEvent, ev.PongEvent, ev.UnknownEvent, ev.ComparisonEvent}
 
 
 def event_classes() -> list[type[ev.Event]]:

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 from engine_helpers import run_job, use
-from openai_server import TEST_KEY, openai_server  # noqa: F401 - the fixture
 
 import beamkit
 from beamkit.errors import InvalidRequest, ProviderError
 from beamkit.estimate import calls
 from beamkit.params import json_schema, validate
-from beamkit.providers.simulated import Simulation
+from beamkit.providers import register
+from beamkit.providers.base import RoleHandle, RoleOptions
+from beamkit.providers.simulated import SimulatedProvider, Simulation
 
 PROMPT = "a forest at dawn"
 
@@ -136,17 +137,28 @@ async def test_failed_image_calls_count_against_the_image_budget(tmp_path):
     assert len(result.candidates) == 12
 
 
-async def test_a_dollar_budget_stops_at_the_iteration_end_that_spends_it(openai_server, tmp_path):  # noqa: F811
-    settings = {"api_key": TEST_KEY, "base_url": openai_server.base_url, "max_retries": 1,
-                "limits": {"image": {"concurrency": 4, "per_minute": 0}}}
-    one = await beamkit.start(PROMPT, N=2, M=1, iterations=1, seed=1, providers="openai", output=tmp_path,
-                              provider_settings=settings)
-    per_iteration = one.usage["totalCost"]
-    assert per_iteration > 0
-    result = await beamkit.start(PROMPT, N=2, M=1, iterations=5, seed=1, providers="openai", output=tmp_path,
-                                 provider_settings=settings, stop_when={"usd": per_iteration * 1.5})
+class PricedSimulation(SimulatedProvider):
+    """The simulated services, with each picture priced as a paid image API prices it."""
+
+    PRICE = 0.04
+
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        handle = super().create(role, options)
+        if role == "image":
+            sim = self.sim
+            handle.usage = lambda: {"totalCost": self.PRICE * sim.count("image"), "currency": "USD"}
+        return handle
+
+
+async def test_a_dollar_budget_stops_at_the_iteration_end_that_spends_it(tmp_path):
+    sim = Simulation()
+    register("priced-sim", PricedSimulation(sim))
+    # 3 pictures an iteration cost 0.12: after two iterations 0.24 >= 0.2
+    result = await beamkit.start(PROMPT, N=3, M=1, iterations=5, seed=1, providers="priced-sim", output=tmp_path,
+                                 stop_when={"usd": 0.2})
     assert result.stopped_by == "usd" and result.iterations_done == 2
-    assert result.usage["totalCost"] >= per_iteration * 1.5
+    assert result.usage["totalCost"] == pytest.approx(0.24)
+    assert sim.count("image") == 6
 
 
 # -- seed search -------------------------------------------------------------------------------
@@ -201,7 +213,7 @@ async def test_unexpanded_renders_the_prompt_as_given_with_no_llm_call(tmp_path)
 
 
 async def test_the_sweep_baselines_none_and_rewrite_once_run_at_equal_image_budget(tmp_path):
-    from beamkit.sweep import baselines
+    from beamkit.sweeps import baselines
 
     config = {"N": 3, "M": 1, "iterations": 2}
     for kind, llm_calls in (("none", 0), ("rewrite-once", 3)):  # one expansion: WHAT, HOW, combine

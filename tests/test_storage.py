@@ -69,7 +69,7 @@ async def test_metadata_json_is_compact_holds_spec_section_6_and_agrees_with_loa
     assert "\n" not in text and ": " not in text.split('"candidates"')[0]  # compact
     meta = json.loads(text)
     assert list(meta) == ["jobId", "status", "config", "candidates", "beams", "best", "lineage", "duration", "usage",
-                          "error"]
+                          "error", "stoppedBy"]
     assert meta["status"] == "completed" and meta["jobId"] == job.id and meta["config"]["N"] == 4
     assert [(c["iteration"], c["candidateId"]) for c in meta["candidates"]] == sorted(
         (c["iteration"], c["candidateId"]) for c in meta["candidates"])

@@ -200,3 +200,22 @@ async def test_a_subscriber_to_a_corrupt_session_gets_an_error_and_keeps_its_oth
         assert seen[-1]["type"] == "complete" and seen[-1]["jobId"] == good.name
     finally:
         ws.close()
+
+
+@pytest.mark.asyncio
+async def test_temporaries_left_by_a_killed_writer_are_removed_on_load_and_fresh_ones_kept(tmp_path):
+    folder = await make_session(tmp_path)
+    stale, fresh = folder / ".tmp-iter0-cand0.png", folder / ".tmp-metadata.json"
+    stale.write_bytes(b"half a picture")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (os.path.getmtime(stale) - 120,) * 2)
+    storage.load(folder)
+    assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.asyncio
+async def test_every_session_file_is_private_to_its_owner(tmp_path):
+    folder = await make_session(tmp_path)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path.name

@@ -664,3 +664,152 @@ def test_cancel_reaches_a_kernel_whose_cell_awaits_the_job(tmp_path: Path) -> No
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+# -- cost as it happens, other jobs, freed models (issue 11) ------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_openai_job_header_shows_the_estimate_then_the_cost_so_far(tmp_path: Path, openai_server: Any) -> None:
+    from openai_server import TEST_KEY
+
+    settings = {"api_key": TEST_KEY, "base_url": openai_server.base_url, "max_retries": 1,
+                "limits": {"image": {"concurrency": 4, "per_minute": 0}}}
+    openai_server.latency = {"image": 0.05}  # long enough to look at the header between iterations
+    job = beamkit.start("a red fox in snow", providers="openai", output=tmp_path, N=2, M=1, iterations=3, seed=1,
+                        provider_settings=settings)
+    expected = beamkit.estimate(job.params.to_dict(), provider_settings=settings)
+    w = view(job)
+    cost = w.header["cost"]
+    assert cost["estimate"] == f"${expected['totalCost']:.4f}" and not cost["final"]  # before any call
+    while not (0 in w.view_model.state.rows and w.view_model.state.rows[0].completed):
+        await asyncio.sleep(0.02)
+    w.flush()
+    during = w.header["cost"]
+    assert not job.done and not during["final"]
+    spent = float(during["spent"].lstrip("$"))
+    assert 0 < spent  # what the first iteration cost, while the job still runs
+    result = await job
+    await w.settled()
+    end = w.header["cost"]
+    assert end["final"] and end["spent"] == f"${result.usage['totalCost']:.4f}" and spent < result.usage["totalCost"]
+
+
+@pytest.mark.asyncio
+async def test_offline_job_header_has_no_cost_line(tmp_path: Path) -> None:
+    job = beamkit.start("free", providers="offline", output=tmp_path, N=2, M=1, iterations=1, seed=1)
+    w = view(job)
+    await job
+    await w.settled()
+    assert w.header["cost"] is None
+
+
+@pytest.mark.asyncio
+async def test_a_new_jobs_widget_names_the_others_still_running_and_cancels_them(tmp_path: Path) -> None:
+    slow = sim_set(image_latency=0.05)
+    first = beamkit.start("the first", providers=slow, output=tmp_path, N=4, iterations=20, seed=1)
+    second = beamkit.start("the second", providers=slow, output=tmp_path, N=4, iterations=20, seed=2)
+    w = view(second)
+    assert w.others == [{"jobId": first.id, "prompt": "the first"}]
+    assert view(first).others == [{"jobId": second.id, "prompt": "the second"}]
+    w._on_msg(w, {"type": "cancel_other", "jobId": "job-notinthelist"}, [])
+    assert not first.done
+    w._on_msg(w, {"type": "cancel_other", "jobId": first.id}, [])
+    with pytest.raises(beamkit.JobCancelled):
+        await first
+    assert w.others == [] and not second.done
+    second.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await second
+
+
+@pytest.mark.asyncio
+async def test_closing_a_widget_frees_every_model_it_made(tmp_path: Path) -> None:
+    from ipywidgets.widgets.widget import _instances
+
+    before = set(_instances)
+    job = beamkit.start("a harbour", providers=sim_set(), output=tmp_path, N=4, M=2, iterations=2, seed=1)
+    w = view(job)
+    await job
+    await w.settled()
+    assert w.thumbnail_count == 8 and len(set(_instances) - before) >= 8 + 2
+    w.close()
+    assert set(_instances) - before == set()
+
+
+@pytest.mark.asyncio
+async def test_the_static_view_tells_how_a_job_ended(tmp_path: Path) -> None:
+    from beamkit.widget import static_bundle
+    from beamkit.widget.static_view import summary
+
+    job = beamkit.start("stopped <b>early</b>", providers=sim_set(image_latency=0.05), output=tmp_path, N=4,
+                        iterations=10, seed=1)
+    while not job.state.beams:
+        await asyncio.sleep(0.02)
+    job.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await job
+    b = static_bundle(job)
+    assert b["text/plain"] == summary(job.state) and "cancelled" in b["text/plain"]
+    page = b["text/html"]
+    assert 'data-status="cancelled"' in page and "CANCELLED: Job was cancelled" in page
+    assert "stopped &lt;b&gt;early&lt;/b&gt;" in page and "<b>early</b>" not in page  # the prompt is escaped
+    assert "stopped</td>" in page  # the iteration the cancel cut short
+    assert static_bundle(beamkit.load(job.folder))["text/plain"] == b["text/plain"]
+
+
+# -- past sessions: beamkit.sessions() ------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_sessions_gallery_lists_every_folder_and_opens_one_as_load_does(tmp_path: Path) -> None:
+    from beamkit.widget.gallery import GalleryView
+
+    name = realistic_set()
+    done = await beamkit.search("a lighthouse", providers=name, output=tmp_path, N=3, M=1, iterations=2, seed=1)
+    stopped = beamkit.start("a stopped one", providers=sim_set(image_latency=0.05), output=tmp_path, N=4,
+                            iterations=10, seed=2)
+    while not stopped.state.candidates:
+        await asyncio.sleep(0.02)
+    stopped.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await stopped
+    broken = tmp_path / "sessions" / "job-broken"
+    broken.mkdir()
+    (broken / storage.METADATA_FILE).write_text("{not json")
+    (tmp_path / "sessions" / "not-a-session").mkdir()  # not a job id: not listed
+
+    found = beamkit.sessions(tmp_path)
+    by_id = {s.job_id: s for s in found}
+    assert set(by_id) == {done.job_id, stopped.id, "job-broken"}
+    assert [s.job_id for s in found if s.problem is None] == [stopped.id, done.job_id]  # newest first
+    s = by_id[done.job_id]
+    assert (s.status, s.prompt, s.best_score, s.candidates, s.total) == ("completed", "a lighthouse",
+                                                                       done.best.total_score, 6, 6)
+    assert s.best_image is not None and s.date is not None and s.date.startswith("20")
+    assert by_id[stopped.id].status == "cancelled"
+    assert by_id["job-broken"].status == "corrupt" and "metadata.json" in (by_id["job-broken"].problem or "")
+    assert found.open(done.job_id).to_dict() == beamkit.load(done.folder).to_dict()
+    assert "3 sessions in" in repr(found)
+
+    g = found.widget()
+    assert isinstance(g, GalleryView)
+    await g._thumbs_task  # pictures are made off the loop, then sent
+    assert set(g.gallery.thumbs) == {done.job_id, stopped.id} and all(
+        u.startswith("data:image/") for u in g.gallery.thumbs.values())
+    assert [d["jobId"] for d in g.gallery.sessions] == [s.job_id for s in found]
+    g.gallery._handle_custom_msg({"type": "open", "jobId": done.job_id}, [])
+    (opened,) = g.holder.children
+    assert isinstance(opened, BeamWidget) and g.gallery.opened == done.job_id
+    assert opened.header["source"] == "loaded" and opened.header["jobId"] == done.job_id
+    assert opened.header["status"] == "completed" and opened.thumbnail_count == 6
+    g.gallery._handle_custom_msg({"type": "open", "jobId": "job-broken"}, [])
+    assert opened.comm is None  # the one shown before is closed
+    (note,) = g.holder.children
+    assert "cannot be read" in note.value
+    g.close()
+
+
+def test_sessions_of_a_missing_folder_is_empty(tmp_path: Path) -> None:
+    found = beamkit.sessions(tmp_path / "nothing-here")
+    assert len(found) == 0 and "no beamkit session" in repr(found)

@@ -14,12 +14,13 @@ from ..candidate import HOW, WHAT, Candidate, Dimension, critique_key, dimension
 from ..errors import BeamkitError, ErrorCode
 from ..params import JobParams, all_text, is_text
 from ..providers.base import KINDS, GeneratedImage, Limit, Roles, VisionResult
-from . import seeds
+from . import seeds, steering
 from .deadlines import deadlines
 from .limits import limiter
 from .recorder import Recorder, SearchRecord
 from .seedsearch import render_best
 from .stopping import Stopper, total_cost
+from .tournament import KeepingRecorder, for_search
 
 T = TypeVar("T")
 Emit = Callable[[ev.Event], None]
@@ -82,6 +83,12 @@ class BeamSearch:
         #: candidates of the iteration being started: N, or fewer where the image budget runs out
         self._n = params.N
         self._deadlines = deadlines()
+        #: asked between iterations of a steered job (``steering.review``); the Job sets it
+        self.reviewer: steering.Reviewer | None = None
+        self._tournament = None
+        if params.ranking == "tournament":  # the judge needs the pool's pictures: kept while they compete
+            self.recorder = self._keeping = KeepingRecorder(recorder)
+            self._tournament = for_search(self)
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -232,15 +239,19 @@ class BeamSearch:
                     cid += 1
         return children
 
-    def _select(self, iteration: int, children: list[Candidate]) -> None:
+    async def _select(self, iteration: int, children: list[Candidate]) -> None:
         survivors = [c for c in children if c.ok]
         if not survivors:
             errors = {c.error["code"] for c in children if c.error}
             code = errors.pop() if len(errors) == 1 else ErrorCode.PROVIDER_ERROR
             first = next((c.error["message"] for c in children if c.error), "no candidate was produced")
             raise NoSurvivors(f"every candidate of iteration {iteration} failed: {first}", code)
-        # Parents compete with their children; sorting is stable and rank_key breaks ties by age.
-        self.beam = sorted(self.beam + survivors, key=Candidate.rank_key)[: self.params.M]
+        if self._tournament is not None:
+            self.beam = await self._tournament.select(iteration, self.beam, survivors, self.params.M, self._keeping.pngs)
+            self._keeping.keep({c.key for c in self.beam})
+        else:
+            # Parents compete with their children; sorting is stable and rank_key breaks ties by age.
+            self.beam = sorted(self.beam + survivors, key=Candidate.rank_key)[: self.params.M]
         self.record.beams[iteration] = [c.key for c in self.beam]
 
     async def run(self) -> SearchRecord:
@@ -258,10 +269,16 @@ class BeamSearch:
                 children = await (self._expand() if i == 0 else self._refine(i))
             except BaseExceptionGroup as group:
                 raise _first_error(group) from None
-            self._select(i, children)
+            pool = steering.pool_of(self, children)  # what a person steering may pick from
+            await self._select(i, children)
             rec.duration_ms = int((time.perf_counter() - started) * 1000)
             rec.usage = self.providers.usage()
-            self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "completed", beam=self.beam))
+            stopped_by_person = await steering.review(self, i, dim, pool)
+            self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "completed", beam=self.beam,
+                                   ranked=self._tournament is not None))
+            if stopped_by_person:
+                rec.stopped_by = "person"
+                break
             if i == p.iterations - 1:  # the last iteration's end is the job's end, kept below
                 break
             rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))

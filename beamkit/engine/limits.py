@@ -6,6 +6,10 @@ any minute, ``Limit.per_minute``) and learns from the server (docs/providers.md,
 * a rate-limited call (a non-fatal :class:`~beamkit.errors.RateLimited`) halves the kind's
   concurrency and pauses the whole kind for the seconds in the error's ``retry_after`` context
   (else a doubling back-off); the call is then retried, up to ``RATE_LIMIT_RETRIES`` times;
+* the retry-after also spaces the kind's starts, at least that far apart (a server that allows
+  5 a minute asks for about 12 s); a 429 that comes although the kind was spaced lengthens the
+  spacing by a quarter, and each success shortens it by 1 %, so that a rate enforced per second
+  or per minute is kept to rather than hit again and again, and a lifted limit is found again;
 * each round of successful calls (as many as the current bound) grows the bound by one, back
   up to the configured concurrency (AIMD);
 * a provider reports the ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` headers of each
@@ -41,6 +45,10 @@ MINUTE = 60.0
 RATE_LIMIT_RETRIES = 8
 #: the pause after a 429 that names no retry-after: doubled for each 429 in a row, up to the cap
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
+#: what each success keeps of the spacing between starts that 429s taught
+SPACING_DECAY = 0.99
+#: how much a 429 that comes although starts were spaced lengthens the spacing
+SPACING_GROWTH = 1.25
 
 
 class SharedGate(Protocol):
@@ -141,10 +149,13 @@ class KindLimiter:
         self._shared = shared
         #: the configured bound (None: none); ``cap`` is the bound now, lowered by 429s
         self.ceiling: int | None = limit.concurrency or None
-        self.cap: float | None = self.ceiling
+        self.cap: int | None = self.ceiling
         self.in_flight = 0
         #: no call of this kind starts before this (monotonic seconds)
         self.paused_until = 0.0
+        #: seconds at least between two starts (0: none), learnt from retry-after
+        self.spacing = 0.0
+        self._last_start = -math.inf
         #: counts, for tests and benchmarks
         self.rate_limited = 0
         self.halvings = 0
@@ -154,6 +165,7 @@ class KindLimiter:
         self._timer_at = math.inf
         self._cut_at = -math.inf  # when the bound was last halved
         self._strikes = 0  # 429s in a row without a success
+        self._round = 0  # successes since the bound last grew
         self._budget: int | None = None  # starts the server says are left until ``_budget_until``
         self._budget_until = 0.0
 
@@ -182,7 +194,7 @@ class KindLimiter:
 
     def _blocked_for(self, now: float) -> float:
         """Seconds until time alone stops holding starts back (0: it does not now)."""
-        wait = self.paused_until - now
+        wait = max(self.paused_until, self._last_start + self.spacing) - now
         if self._budget is not None:
             if now >= self._budget_until:
                 self._budget = None
@@ -197,10 +209,11 @@ class KindLimiter:
         return max(0.0, wait)
 
     def _has_room(self) -> bool:
-        return self.cap is None or self.in_flight < max(1, int(self.cap))
+        return self.cap is None or self.in_flight < self.cap
 
     def _start(self, now: float) -> float:
         self.in_flight += 1
+        self._last_start = now
         if self.limit.per_minute:
             self._starts.append(now)
         if self._budget is not None:
@@ -311,22 +324,28 @@ class KindLimiter:
         now = time.monotonic()
         self.rate_limited += 1
         self._strikes += 1
-        if started is None or started >= self._cut_at:
+        fresh = started is None or started >= self._cut_at  # not one of the calls under way at the last cut
+        if fresh:
             base = self.cap if self.cap is not None else max(1, self.in_flight)
-            self.cap = float(max(1, int(base) // 2))
+            self.cap, self._round = max(1, base // 2), 0
             self._cut_at = now
             self.halvings += 1
         pause = retry_after if retry_after is not None else min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (self._strikes - 1))
         self.paused_until = max(self.paused_until, now + pause)
+        if retry_after is not None:
+            longer = self.spacing * SPACING_GROWTH if fresh else self.spacing
+            self.spacing = min(BACKOFF_CAP, max(longer, retry_after))
         self._wake()
 
     def succeeded(self) -> None:
         self._strikes = 0
+        self.spacing = self.spacing * SPACING_DECAY if self.spacing > 0.001 else 0.0
         if self.cap is None:
             return
-        grown = self.cap + 1 / max(1.0, self.cap)  # one more per round of successes
-        self.cap = grown if self.ceiling is None else min(float(self.ceiling), grown)
-        self._wake()
+        self._round += 1
+        if self._round >= self.cap and (self.ceiling is None or self.cap < self.ceiling):
+            self.cap, self._round = self.cap + 1, 0  # one more per round of successes
+            self._wake()
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Read ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``: with no requests left, starts

@@ -33,6 +33,10 @@ class SearchRecord:
     error: dict[str, str] | None = None
     #: the ``stop_when`` rule that ended the search early ("score", "plateau", "images", "usd"), else None
     stopped_by: str | None = None
+    #: who chose each iteration's beam: "model", or "person" where a steering person changed it
+    chosen_by: dict[int, str] = field(default_factory=dict)
+    #: a tournament's verdicts (``comparison`` events' bodies), in the order they were given
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Recorder(Protocol):

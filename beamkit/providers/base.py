@@ -107,6 +107,21 @@ class Vision(Protocol):
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult: ...
 
 
+@dataclass
+class Verdict:
+    """A judge's answer: which picture is better for the user's prompt, ``"a"`` (the first) or ``"b"``."""
+
+    winner: Literal["a", "b"]
+    reason: str = ""
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Compares two pictures for the user's prompt (``ranking="tournament"``); raises when it cannot tell."""
+
+    async def compare(self, image_a: bytes, image_b: bytes, user_prompt: str, *, seed: int) -> Verdict: ...
+
+
 @dataclass(frozen=True)
 class Limit:
     """How many calls of one kind may be in flight, and how many may start a minute (None: no bound)."""
@@ -357,6 +372,8 @@ class Roles:
     llm: LLM
     image: ImageModel
     vision: Vision
+    #: the judge of ``ranking="tournament"``: the ``judge`` role's, else the vision object when it compares
+    judge: Judge | None = None
     #: the provider each role came from
     providers: dict[str, str] = field(default_factory=dict)
     limits: dict[str, Limit] = field(default_factory=dict)
@@ -375,6 +392,7 @@ class Roles:
            opener: Callable[[], Awaitable[None]] | None = None) -> Roles:
         return cls(
             llm=handles["llm"].impl, image=handles["image"].impl, vision=handles["vision"].impl,
+            judge=_judge_of(handles),
             providers=dict(providers),
             limits={r: h.limit for r, h in handles.items()},
             limit_keys={r: h.limit_key or f"{providers[r]}:{r}" for r, h in handles.items()},
@@ -406,6 +424,11 @@ class Roles:
                     await closing
             except Exception:  # noqa: BLE001 - cleanup is best effort; the job's outcome stands
                 log.debug("closing a role failed", exc_info=True)
+
+
+def _judge_of(handles: Mapping[str, RoleHandle]) -> Judge | None:
+    impl = (handles.get("judge") or handles["vision"]).impl
+    return impl if isinstance(impl, Judge) else None
 
 
 def merge_usage(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -135,6 +135,19 @@ class CancelRoute(BeamkitHandler):
         self.send_json(await self.manager.status(job_id))
 
 
+class RatingsRoute(BeamkitHandler):
+    async def get(self, job_id: str) -> None:
+        self.send_json(await self.manager.ratings(job_id))
+
+    async def post(self, job_id: str) -> None:
+        self.send_json(await self.manager.rate(job_id, self.json_body()))
+
+
+class ReviewRoute(BeamkitHandler):
+    async def post(self, job_id: str) -> None:
+        self.send_json(await self.manager.review(job_id, self.json_body()))
+
+
 class JobsRoute(BeamkitHandler):
     async def get(self) -> None:
         self.send_json({"jobs": await self.manager.list()})
@@ -229,6 +242,8 @@ ROUTES: list[tuple[str, type]] = [
     ("health", HealthRoute),
     ("api/beam-search", BeamSearchRoute),
     (r"api/job/([^/]+)/cancel", CancelRoute),
+    (r"api/job/([^/]+)/ratings", RatingsRoute),
+    (r"api/job/([^/]+)/review", ReviewRoute),
     (r"api/job/([^/]+)", JobRoute),
     ("api/jobs", JobsRoute),
     (r"api/images/([^/]+)", ImageRoute),

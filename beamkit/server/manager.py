@@ -21,11 +21,12 @@ from typing import Any
 
 from .. import events as ev
 from .. import storage
-from ..errors import BeamkitError, ErrorCode, NotFound
+from ..errors import BeamkitError, ErrorCode, InvalidRequest, NotFound
 from ..events import JobStatus
-from ..job import Job
+from ..job import INTERRUPTED_BY_SHUTDOWN, Job
 from ..params import all_text, validate
 from ..providers import registry, resolve
+from ..ratings import ref_dict
 from ..result import Result
 from ..settings import DEFAULT_MAX_JOBS, DEFAULT_OUTPUT, DEFAULT_PROVIDERS, DEFAULT_REPLAY_MEMORY, BeamkitSettings
 from ..state import SessionState
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 #: ``sink(frame, terminal)``: called synchronously with each new event of a job, as its WebSocket frame.
 Sink = Callable[[bytes, bool], None]
 
-INTERRUPTED_MESSAGE = "the server stopped before this job finished"
+INTERRUPTED_MESSAGE = INTERRUPTED_BY_SHUTDOWN
 #: the REST status of a session folder that cannot be read (an extension of SPEC's status set)
 CORRUPT = "corrupt"
 
@@ -113,6 +114,8 @@ class JobManager:
         self._live: dict[str, Feed] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._summaries: dict[str, dict[str, Any]] = {}  # finished jobs, read once
+        #: jobs whose session folder stopped taking writes: their end is known here only, not on disk
+        self._unsaved: dict[str, Feed] = {}
         self.replays = ReplayStore(replay_memory)
         self.closed = False
 
@@ -166,6 +169,8 @@ class JobManager:
             pass
         finally:
             self._live.pop(feed.job.id, None)
+            if feed.job.storage_error is not None:
+                self._unsaved[feed.job.id] = feed
             feed.sinks.clear()
 
     def live_job(self, job_id: str) -> Job | None:
@@ -191,11 +196,66 @@ class JobManager:
             job.cancel()
         return job
 
+    # -- a person in the loop (docs/human-in-the-loop.md) -----------------------------------------
+
+    async def _result(self, job_id: str) -> Result:
+        """A live job's result so far, or a session's read back (with its ratings)."""
+        job = self.live_job(job_id)
+        if job is not None:
+            return job.result
+        folder = self._folder(job_id)
+        if folder is None:
+            raise NotFound(f"no job '{job_id}'", jobId=job_id)
+        try:
+            return await asyncio.to_thread(storage.load, folder)
+        except NotFound:
+            raise NotFound(f"no job '{job_id}'", jobId=job_id) from None
+
+    async def rate(self, job_id: str, body: Any) -> dict[str, Any]:
+        """``POST /api/job/:jobId/ratings``: ``{"a", "b", "winner"}``, live, finished or past jobs alike."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        result = await self._result(job_id)
+        rating = result.rate(body.get("a"), body.get("b"), body.get("winner"))
+        return {"jobId": job_id, "rating": rating, "ratings": len(result.ratings)}
+
+    async def ratings(self, job_id: str) -> dict[str, Any]:
+        """``GET /api/job/:jobId/ratings``: every rating, the next pair worth asking, and the agreement."""
+        result = await self._result(job_id)
+        pair = result.next_pair()
+        try:
+            agreement: dict[str, Any] | None = result.agreement()
+        except ImportError:  # scipy is an extra; the ratings themselves need none
+            agreement = None
+        return {"jobId": job_id, "ratings": result.ratings, "agreement": agreement,
+                "nextPair": None if pair is None else [ref_dict(pair[0]), ref_dict(pair[1])]}
+
+    async def review(self, job_id: str, body: Any) -> dict[str, Any]:
+        """``POST /api/job/:jobId/review``: ``{"keep": [refs]}`` or ``{"stop": true}`` for a job waiting on one."""
+        if not isinstance(body, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        job = self.live_job(job_id)
+        if job is None:
+            if not self.exists(job_id):
+                raise NotFound(f"no job '{job_id}'", jobId=job_id)
+            raise InvalidRequest(f"job {job_id} is not waiting for a review", "keep")
+        seen = len(job.history)
+        if body.get("stop") is True:
+            job.keep(None)
+        elif "keep" in body:
+            job.keep(body["keep"])
+        else:
+            raise InvalidRequest("the body must be {\"keep\": [candidates]} or {\"stop\": true}", "keep")
+        # The answer shows the job past its review: the engine's next event (the iteration's end) is in.
+        async for _ in job.events(seen):
+            break
+        return _status_body(job.state)
+
     # -- status -----------------------------------------------------------------------------
 
     async def status(self, job_id: str) -> dict[str, Any]:
         """The body of ``GET /api/job/:jobId``."""
-        feed = self._live.get(job_id)
+        feed = self._live.get(job_id) or self._unsaved.get(job_id)
         if feed is not None:
             return _status_body(feed.job.state)
         folder = self._folder(job_id)
@@ -208,7 +268,7 @@ class JobManager:
 
     async def list(self) -> list[dict[str, Any]]:
         """Every job this server knows, newest first."""
-        rows = {jid: _summary_row(feed.job.state, feed.created) for jid, feed in self._live.items()}
+        rows = {jid: _summary_row(feed.job.state, feed.created) for jid, feed in (self._unsaved | self._live).items()}
         folders = [p for p in storage.list_sessions(self.output) if p.name not in rows]
         missing = [p for p in folders if p.name not in self._summaries]
         read = await asyncio.to_thread(lambda: [_disk_summary(p) for p in missing]) if missing else []
@@ -232,7 +292,7 @@ class JobManager:
         The snapshot and the registration happen in one synchronous step, so a follower
         misses nothing and gets nothing twice.
         """
-        feed = self._live.get(job_id)
+        feed = self._live.get(job_id) or self._unsaved.get(job_id)  # an unsaved job's end is not on disk
         if feed is None:
             return None
         count = len(feed.frames)
@@ -263,10 +323,11 @@ class JobManager:
     # -- shutdown ---------------------------------------------------------------------------
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel every live job and wait for each to record its end."""
+        """Stop every live job and wait for each to record its end: as ``interrupted``, since the
+        server is going away, not cancelled, since nobody cancelled them."""
         self.closed = True
         for feed in list(self._live.values()):
-            feed.job.cancel()
+            feed.job.interrupt()
         if self._watchers:
             await asyncio.wait(list(self._watchers), timeout=timeout)
         await registry.close_all()  # the providers' process-level close hooks, with the server
@@ -358,7 +419,7 @@ class ReplayStore:
 def _stamp(folder: Path) -> tuple[int, int]:
     """events.jsonl's size and mtime: a copy read at another stamp is stale."""
     try:
-        st = os.stat(folder / storage.EVENTS_FILE)
+        st = os.lstat(folder / storage.EVENTS_FILE)  # a link is refused by the reader: its size is not read
     except FileNotFoundError:
         return (0, 0)
     return (st.st_size, st.st_mtime_ns)

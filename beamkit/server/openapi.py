@@ -144,8 +144,9 @@ def _schemas() -> dict[str, Any]:
                 "bestCandidate": _ref("BestCandidate"), "iterations": INT, "candidatesEvaluated": INT,
                 "candidatesFailed": INT, "duration": {"type": ["integer", "null"], "description": "milliseconds"},
                 "usage": {"type": "object"},
-                "stoppedBy": {"enum": ["plateau", "score", "images", "usd", None],
-                              "description": "the stop_when rule that ended the job early; null when it ran every iteration"},
+                "stoppedBy": {"enum": ["plateau", "score", "images", "usd", "person", None],
+                              "description": "the stop_when rule that ended the job early ('person': a steering person "
+                                             "stopped it); null when it ran every iteration"},
             },
         },
         "JobStatus": {
@@ -154,7 +155,7 @@ def _schemas() -> dict[str, Any]:
             "description": "`result` when completed; `error` when error or cancelled.",
             "properties": {
                 "jobId": STR,
-                "status": {"enum": ["in_progress", "completed", "error", "cancelled"]},
+                "status": {"enum": ["in_progress", "reviewing", "completed", "error", "cancelled"]},
                 "config": {"type": "object"},
                 "progress": _ref("Progress"),
                 "result": _ref("Result"),
@@ -168,9 +169,36 @@ def _schemas() -> dict[str, Any]:
             "required": ["jobId", "prompt", "status", "bestScore"],
             "properties": {
                 "jobId": STR, "prompt": {"type": ["string", "null"]},
-                "status": {"enum": ["in_progress", "completed", "error", "cancelled"]},
+                "status": {"enum": ["in_progress", "reviewing", "completed", "error", "cancelled"]},
                 "bestScore": NULLABLE_NUM, "createdAt": {"type": ["string", "null"]}, "interrupted": {"type": "boolean"},
             },
+        },
+        "CandidateRef": {"oneOf": [
+            {"type": "object", "required": ["iteration", "candidateId"],
+             "properties": {"iteration": {"type": "integer", "minimum": 0}, "candidateId": {"type": "integer", "minimum": 0}}},
+            {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,3})-(0|[1-9][0-9]{0,3})$", "description": "\"iteration-candidateId\""},
+            {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "integer", "minimum": 0}},
+        ]},
+        "RatingRequest": {
+            "type": "object", "required": ["a", "b", "winner"],
+            "properties": {"a": _ref("CandidateRef"), "b": _ref("CandidateRef"), "winner": {"enum": ["a", "b"]}},
+        },
+        "Rating": {
+            "type": "object", "required": ["a", "b", "winner", "timestamp"],
+            "properties": {"a": {"type": "object"}, "b": {"type": "object"}, "winner": {"enum": ["a", "b"]}, "timestamp": STR},
+        },
+        "Ratings": {
+            "type": "object", "required": ["jobId", "ratings"],
+            "properties": {
+                "jobId": STR, "ratings": {"type": "array", "items": _ref("Rating")},
+                "nextPair": {"type": ["array", "null"], "description": "the pair most worth rating next"},
+                "agreement": {"type": ["object", "null"], "description": "spearman, kendall, topK, disagreements "
+                              "(docs/human-in-the-loop.md); null without scipy"},
+            },
+        },
+        "Review": {
+            "type": "object", "description": "`keep`: 1 to M candidates of the review's pool, best first; or `stop: true`",
+            "properties": {"keep": {"type": "array", "items": _ref("CandidateRef")}, "stop": {"type": "boolean"}},
         },
         "JobList": {"type": "object", "required": ["jobs"], "properties": {"jobs": {"type": "array", "items": _ref("JobSummary")}}},
         "Setting": {
@@ -260,6 +288,25 @@ def build() -> dict[str, Any]:
                 "operationId": "cancelJob", "summary": "Cancel a running job (a finished one is left as it is)",
                 "parameters": [_job_id()],
                 "responses": {"200": _json(_ref("JobStatus"), "the job after cancelling"), "404": missing},
+            }},
+            "/api/job/{jobId}/ratings": {
+                "get": {
+                    "operationId": "getRatings", "summary": "A person's ratings of the job's candidates, and the agreement",
+                    "parameters": [_job_id()],
+                    "responses": {"200": _json(_ref("Ratings"), "the ratings"), "404": missing},
+                },
+                "post": {
+                    "operationId": "rate", "summary": "Rate two scored candidates (live, finished or past jobs)",
+                    "parameters": [_job_id()],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RatingRequest")}}},
+                    "responses": {"200": _json({"type": "object"}, "the rating kept"), "400": bad, "404": missing},
+                },
+            },
+            "/api/job/{jobId}/review": {"post": {
+                "operationId": "review", "summary": "Answer a steered job's review: keep candidates, or stop",
+                "parameters": [_job_id()],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Review")}}},
+                "responses": {"200": _json(_ref("JobStatus"), "the job past its review"), "400": bad, "404": missing},
             }},
             "/api/jobs": {"get": {
                 "operationId": "listJobs", "summary": "Every job this server knows, newest first",

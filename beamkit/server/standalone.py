@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from tornado import httpserver, netutil, web, websocket
 from tornado import log as tornado_log
+from tornado import netutil, web, websocket
 from traitlets import TraitError, Unicode
 from traitlets.config import Application, Config, JSONFileConfigLoader, PyFileConfigLoader
 
-from .. import __version__
+from .. import __version__, storage
 from ..errors import AuthError, NotFound
 from ..providers import registry
 from ..settings import (
@@ -41,6 +41,7 @@ from ..settings import (
     TOKEN_ENV,
     BeamkitSettings,
 )
+from . import accept
 from .handlers import MAX_BODY, ROUTES, BeamkitHandler, SocketRoute, close_sockets, scrub
 from .manager import JobManager
 
@@ -209,7 +210,7 @@ class Server:
         self.manager = manager
         self.host = host
         self.app = make_app(manager, **app_options)
-        self.http = httpserver.HTTPServer(self.app, max_body_size=16 * MAX_BODY, xheaders=False)
+        self.http = accept.HTTPServer(self.app, max_body_size=16 * MAX_BODY, xheaders=False)
         self.port = port
 
     @classmethod
@@ -260,7 +261,7 @@ def serve(settings: BeamkitSettings | None = None, **values: Any) -> int:
     except (TraitError, TypeError) as exc:
         print(f"beamkit serve: {exc}", file=sys.stderr)
         return 2
-    problem = check_bind(settings.host, settings.token)
+    problem = check_bind(settings.host, settings.token) or storage.output_problem(settings.output)
     if problem:
         print(f"beamkit serve: {problem}", file=sys.stderr)
         return 2

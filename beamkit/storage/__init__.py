@@ -17,15 +17,17 @@ from .paths import (
     SESSIONS,
     image_file,
     list_sessions,
+    output_problem,
     resolve_image,
     session_folder,
 )
+from .ratings import RATINGS_FILE, append_rating, read_ratings
 from .reading import event_line, read_event_lines, read_events, read_metadata
 from .safe import CorruptSession
 from .session import SessionStore
 
 __all__ = [
-    "CorruptSession", "EVENTS_FILE", "IMAGE_ID_RE", "JOB_ID_RE", "METADATA_FILE", "SESSIONS", "SessionStore", "event_line",
-    "image_file", "list_sessions", "load", "load_state", "read_event_lines", "read_events", "read_metadata",
+    "CorruptSession", "EVENTS_FILE", "RATINGS_FILE", "append_rating", "read_ratings", "IMAGE_ID_RE", "JOB_ID_RE", "METADATA_FILE", "SESSIONS", "SessionStore", "event_line",
+    "image_file", "list_sessions", "load", "load_state", "output_problem", "read_event_lines", "read_events", "read_metadata",
     "resolve_image", "session_folder",
 ]

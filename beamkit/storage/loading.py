@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from .. import events as ev
 from ..errors import NotFound
 from ..result import Result
 from ..state import SessionState, replay
+from .ratings import read_ratings
 from .reading import read_events, read_metadata
 from .safe import CorruptSession
 
@@ -19,6 +22,32 @@ _METADATA_TYPES: dict[str, tuple[type, ...]] = {
     "jobId": (str,), "status": (str,), "config": (dict,), "candidates": (list,), "beams": (dict,),
     "best": (dict,), "lineage": (list,), "duration": (int, float), "usage": (dict,), "error": (dict,),
 }
+
+
+#: a temporary file older than this is left over by a killed writer (a write takes milliseconds)
+STALE_TEMPORARY_S = 60.0
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], min_age: float = STALE_TEMPORARY_S) -> list[str]:
+    """Delete the ``.tmp-*`` files a killed writer left in ``folder`` (those older than ``min_age``
+    seconds, so never one a live job is writing); returns their names."""
+    removed: list[str] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".tmp-"):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > min_age:
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:  # gone already, or not ours to delete
+            continue
+    return removed
 
 
 def _check_metadata(meta: Mapping[str, Any]) -> None:
@@ -52,6 +81,7 @@ def load_state(folder: str | os.PathLike[str]) -> SessionState:
     if not folder.is_dir():
         what = "it is not a folder" if folder.exists() else "it does not exist"
         raise NotFound(f"no beamkit session in {folder}: {what}")
+    remove_stale_temporaries(folder)
     meta = read_metadata(folder)
     if meta is not None:
         _check_metadata(meta)
@@ -65,5 +95,7 @@ def load_state(folder: str | os.PathLike[str]) -> SessionState:
 
 
 def load(folder: str | os.PathLike[str]) -> Result:
-    """Read a finished or interrupted session folder back as a Result."""
-    return Result.from_state(load_state(folder), folder)
+    """Read a finished or interrupted session folder back as a Result (with its ratings)."""
+    result = Result.from_state(load_state(folder), folder)
+    result.ratings = read_ratings(folder)
+    return result

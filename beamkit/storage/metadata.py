@@ -76,6 +76,9 @@ class MetadataRecord:
             "usage": record.usage,
             "error": record.error,
             "stoppedBy": record.stopped_by,
+            **({"comparisons": record.comparisons} if record.comparisons else {}),
         })
+        if record.chosen_by:  # a steered job: who chose each beam, "model" or "person"
+            tail = f'{tail[:-1]},"chosenBy":{_dumps({str(i): who for i, who in record.chosen_by.items()})}}}'
         return f'{head[:-1]},"candidates":[{",".join(self._pieces)}],{tail[1:]}'
 

@@ -49,3 +49,18 @@ def list_sessions(output: str | os.PathLike[str]) -> Iterator[Path]:
     if not root.is_dir():
         return iter(())
     return (p for p in root.iterdir() if p.is_dir() and JOB_ID_RE.fullmatch(p.name))
+
+
+def output_problem(output: str | os.PathLike[str]) -> str | None:
+    """Why sessions cannot be written under ``output`` (None when they can): checked once when a
+    server starts, so that an unwritable folder is one clear line, not a failure on every job."""
+    import tempfile
+
+    folder = Path(output) / SESSIONS
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        return f"cannot write sessions under the output folder '{output}': {exc.strerror or exc}"
+    return None

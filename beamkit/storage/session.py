@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..engine.recorder import SearchRecord
+from ..errors import InternalError, InvalidRequest
 from .files import Writer, atomic_write
 from .metadata import MetadataRecord
-from .paths import EVENTS_FILE, METADATA_FILE, image_file, session_folder
+from .paths import EVENTS_FILE, METADATA_FILE, SESSIONS, image_file, session_folder
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,24 @@ class SessionStore:
         self._closing: asyncio.Future[None] | None = None
 
     def create(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=False)
-        self._events = open(self.folder / EVENTS_FILE, "ab")
+        """Make the folder (0700) and open its log (0600: prompts are nobody else's business).
+
+        Raises InvalidRequest for a job id already used in this output folder, and InternalError
+        naming the folder and the reason when it cannot be made (unwritable, no space, no descriptors).
+        """
+        try:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / SESSIONS).mkdir(mode=0o700, exist_ok=True)
+            self.folder.mkdir(mode=0o700)
+        except FileExistsError:
+            raise InvalidRequest(f"job id {self.job_id!r} is already used by {self.folder}", "job_id") from None
+        except OSError as exc:
+            raise InternalError(f"beamkit cannot create the session folder {self.folder}: {_reason(exc)}") from None
+        try:
+            fd = os.open(self._prefix + EVENTS_FILE, _LOG_FLAGS, 0o600)
+            self._events = os.fdopen(fd, "ab")
+        except OSError as exc:
+            raise InternalError(f"beamkit cannot write the session folder {self.folder}: {_reason(exc)}") from None
 
     # -- the engine's Recorder ----------------------------------------------------------------
 
@@ -110,3 +127,10 @@ class SessionStore:
 
 def _nothing() -> None:
     return None
+
+
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__

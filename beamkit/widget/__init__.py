@@ -18,9 +18,9 @@ import logging
 from typing import Any
 
 from .chart import line_chart, score_chart
+from .display import show, static_bundle, widget_bundle
 from .images import THUMB_FORMAT, THUMB_SIZE, make_thumbnail
 from .viewmodel import ViewModel, state_of_result
-from .display import show, static_bundle
 from .widget import BeamWidget, Thumbnail, for_job, for_remote, for_result
 
 _ATTR = "_beamkit_widget"
@@ -67,9 +67,7 @@ def mimebundle(obj: Any, include: Any = None, exclude: Any = None) -> dict[str, 
     except Exception:  # a display hook must never raise; the text is still useful
         logging.getLogger(__name__).exception("beamkit: could not build the widget")
         return text
-    bundle = w._repr_mimebundle_(include=include, exclude=exclude)
-    if isinstance(bundle, tuple):  # (data, metadata)
-        bundle = bundle[0]
+    bundle = widget_bundle(w, include=include, exclude=exclude)
     # one bundle for tools that ask for it directly; a notebook display goes through display.show
     # (two outputs, the static one kept up to date)
     try:

@@ -229,6 +229,14 @@ def _static_of(obj: Any, widget: Any = None) -> _Static:
     return _Static(state_of_result(obj), obj.folder)
 
 
+def widget_bundle(w: Any, **kwargs: Any) -> dict[str, Any]:
+    """A widget's own mimebundle (anywidget answers ``(data, metadata)``)."""
+    bundle = w._repr_mimebundle_(**kwargs)
+    if isinstance(bundle, tuple):
+        bundle = bundle[0]
+    return dict(bundle or {})
+
+
 def _display(bundle: dict[str, Any], display_id: str | None = None) -> None:
     from IPython.display import display
 
@@ -247,10 +255,8 @@ def show(obj: Any) -> None:
     from . import view
 
     try:
-        w = view(obj)
-        bundle = w._repr_mimebundle_()
-        if isinstance(bundle, tuple):
-            bundle = bundle[0]
+        w: Any = view(obj)
+        bundle: dict[str, Any] | None = widget_bundle(w)
     except Exception:  # a display hook must never raise; the static view is still useful
         log.exception("beamkit: could not build the widget")
         w, bundle = None, None
@@ -276,10 +282,7 @@ def show_jobs(jobs: Any) -> None:
         _display({"text/plain": repr(jobs)})
         return
     w = jobs.widget()
-    bundle = w._repr_mimebundle_()
-    if isinstance(bundle, tuple):
-        bundle = bundle[0]
-    _display({**bundle, "text/plain": repr(jobs)})
+    _display({**widget_bundle(w), "text/plain": repr(jobs)})
     _Kernel.attach(shell)
     cell_id = (_parent(shell).get("metadata") or {}).get("cellId")
     if cell_id:

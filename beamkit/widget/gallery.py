@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
@@ -50,7 +50,7 @@ class SessionInfo:
     candidates: int = 0
     total: int = 0
     best_image: Path | None = None
-    #: why the folder could not be read (then ``status`` is "unreadable")
+    #: why the folder could not be read (then ``status`` is "corrupt", as storage reports it, or "unreadable")
     problem: str | None = None
 
     def load(self) -> Result:
@@ -65,7 +65,7 @@ class SessionInfo:
 
 def _mtime(folder: Path) -> str | None:
     try:
-        return datetime.fromtimestamp(folder.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        return datetime.fromtimestamp(folder.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
     except OSError:
         return None
 
@@ -75,7 +75,8 @@ def read_session(folder: Path) -> SessionInfo:
     try:
         state = storage.load_state(folder)
     except Exception as exc:  # a corrupt or foreign folder is listed, with the reason
-        return SessionInfo(folder.name, folder, "unreadable", date=_mtime(folder), problem=f"{type(exc).__name__}: {exc}")
+        status = "corrupt" if isinstance(exc, getattr(storage, "CorruptSession", ())) else "unreadable"
+        return SessionInfo(folder.name, folder, status, date=_mtime(folder), problem=f"{type(exc).__name__}: {exc}")
     best = state.best
     image = None
     if best is not None and best.ok:
@@ -152,8 +153,17 @@ class Sessions(Sequence[SessionInfo]):
 def sessions(output: str | os.PathLike[str] = DEFAULT_OUTPUT) -> Sessions:
     """The sessions of an output folder (``{output}/sessions/*``), newest first."""
     items = [read_session(folder) for folder in storage.list_sessions(output)]
-    items.sort(key=lambda s: s.date or "", reverse=True)
+    items.sort(key=lambda s: _when(s.date), reverse=True)
     return Sessions(output, items)
+
+
+def _when(date: str | None) -> datetime:
+    """An event timestamp or a folder's time, comparable (an unreadable one sorts last)."""
+    try:
+        when = datetime.fromisoformat((date or "").replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 _ESM = r"""
@@ -215,7 +225,7 @@ _CSS = """
 .bk-gallery-prompt { margin-top: 4px; display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; overflow: hidden; }
 .bk-gallery-meta { display: flex; gap: 6px; flex-wrap: wrap; color: var(--jp-ui-font-color2, #666); margin-top: 2px; }
 .bk-gallery-status { font-weight: 600; }
-.bk-gallery-status-error, .bk-gallery-status-unreadable { color: var(--jp-error-color1, #b00); }
+.bk-gallery-status-error, .bk-gallery-status-unreadable, .bk-gallery-status-corrupt { color: var(--jp-error-color1, #b00); }
 .bk-gallery-problem { color: var(--jp-error-color1, #b00); overflow-wrap: anywhere; margin-top: 2px; }
 """
 
@@ -246,11 +256,11 @@ class GalleryView(ipywidgets.VBox):
 
     def __init__(self, found: Sessions, **kwargs: Any) -> None:
         self.found = found
+        self._thumbs_task: Any = None
         self.gallery = Gallery(output=str(found.output), sessions=[s.to_dict() for s in found])
         self.holder = ipywidgets.VBox()
         super().__init__(children=[self.gallery, self.holder], **kwargs)
         self.gallery.on_msg(self._on_msg)
-        self._thumbs_task: Any = None
         self._make_thumbs()
 
     def _make_thumbs(self) -> None:
@@ -272,9 +282,9 @@ class GalleryView(ipywidgets.VBox):
 
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: list[bytes]) -> None:
         if isinstance(content, dict) and content.get("type") == "open":
-            self.open(str(content.get("jobId")))
+            self.show_session(str(content.get("jobId")))
 
-    def open(self, job_id: str) -> Any:
+    def show_session(self, job_id: str) -> Any:
         """Show one session below the gallery (what a click does); returns its widget."""
         from . import for_result
 

@@ -25,6 +25,7 @@ from .. import events as ev
 from ..errors import AuthError, BeamkitError, ErrorCode, NotFound
 from .chart import score_chart
 from .images import THUMB_FORMAT, ImageSource, LocalImages, sniff_format
+from .person import PersonPanel
 from .viewmodel import DISCONNECTED, PARTS, Key, ViewModel, key_str, state_of_result
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class BeamWidget(anywidget.AnyWidget):
     cancel_requested = traitlets.Bool(False).tag(sync=True)
     #: the other jobs still running in this kernel (a live job's widget): ``[{jobId, prompt}]``
     others: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: the person-in-the-loop panel (person.py): review controls and compare mode; None without one
+    person = traitlets.Dict(default_value=None, allow_none=True).tag(sync=True)
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class BeamWidget(anywidget.AnyWidget):
             "events": 0, "flushes": 0, "flush_seconds_max": 0.0, "loop_seconds_max": 0.0, "loop_seconds": 0.0,
             "thumbnails": 0, "best_images": 0,
         }
+        self._person: PersonPanel | None = None
         self.on_msg(self._on_msg)
 
     # -- public -------------------------------------------------------------------------------------
@@ -358,7 +362,35 @@ class BeamWidget(anywidget.AnyWidget):
         self.stats["best_images"] += 1
 
     def _on_msg(self, _widget: Any, content: dict[str, Any], buffers: list[bytes]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is not loop:
+                # ipykernel 7 handles comm messages on a subshell thread with its own loop, so
+                # that widgets answer while a cell runs; the job, the widget's tasks and its
+                # sends live on the kernel's main loop. A task made from here would never run.
+                loop.call_soon_threadsafe(self._dispatch, content)
+                return
+        self._dispatch(content)
+
+    def attach_person(self, target: Any) -> None:
+        """Show ratings (and, for a steered Job, review controls) for ``target``, a Job or a Result."""
+        self._person = PersonPanel(target)
+        self.refresh_person()
+
+    def refresh_person(self) -> None:
+        if self._person is not None:
+            self.person = self._person.payload()
+
+    def _dispatch(self, content: dict[str, Any]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
+        if self._person is not None and kind in ("compare", "rate", "keep", "stop_review"):
+            if self._person.handle(content):
+                self.refresh_person()
+            return
         if kind == "cancel":
             self.cancel()
         elif kind == "cancel_other":
@@ -491,6 +523,13 @@ def for_job(job: Any, *, throttle: float = 0.15, full_pictures: str = "webp") ->
         running = True
     except RuntimeError:
         running = False
+    w.attach_person(job)
+
+    def person_changed(e: Any) -> None:
+        if e["type"] in ("iteration", "complete", "error"):  # a review begins or ends; the ranking moves
+            w.refresh_person()
+
+    job.add_listener(person_changed)
     if running:
         w.follow_others(job)
         w.follow(job.events(start=len(seen)), on_end=usage_at_end)
@@ -512,6 +551,8 @@ def for_result(result: Any, *, full_pictures: str = "webp") -> BeamWidget:
     """A static view of a Result (``beamkit.load(folder)``): its session's state, no loop needed."""
     vm = ViewModel("loaded", state_of_result(result))
     w = BeamWidget(vm, LocalImages(result.folder, full_pictures=full_pictures))
+    if result.folder is not None:
+        w.attach_person(result)
     for key, c in vm.state.candidates.items():
         if c.ok:
             w._want_thumb(key)

@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..base import ROLES, GeneratedImage, Limit, Provider, RoleHandle, RoleOptions, VisionResult
+from ..base import ROLES, GeneratedImage, Limit, Provider, RoleHandle, RoleOptions, Verdict, VisionResult
+from .judge import compare
 from .llm import OfflineLLM
 from .painter import paint
 from .vision import judge
@@ -74,6 +75,11 @@ class OfflineVision:
             strengths=list(j.strengths),
             weaknesses=list(j.weaknesses),
         )
+
+    async def compare(self, image_a: bytes, image_b: bytes, user_prompt: str, *, seed: int) -> Verdict:
+        """The judge of tournament ranking (``judge.py``): counted as a vision call."""
+        self._count("vision")
+        return await asyncio.to_thread(compare, image_a, image_b, user_prompt, int(seed))
 
 
 class OfflineProvider(Provider):

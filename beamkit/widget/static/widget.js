@@ -492,12 +492,9 @@ function render({ model, el }) {
     placeSide();
   }
 
-  function moveFocus(from, to) {
+  function moveFocus(to) {
     if (!to) return;
-    from.tabIndex = -1;
-    to.tabIndex = 0;
-    focusKey = to.dataset.focus;
-    to.focus();
+    to.focus(); // focusin moves the tab stop
     to.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
@@ -523,10 +520,16 @@ function render({ model, el }) {
   rowsEl.addEventListener("click", (ev) => {
     const cardEl = ev.target.closest(".bk-card[data-focus]");
     if (!cardEl || !rowsEl.contains(cardEl)) return;
+    cardEl.focus({ preventScroll: true }); // so that Escape brings the keyboard back here
+    openCard(cardEl);
+  });
+  // however a card got the focus (click, Tab, a script), it is the one Tab comes back to
+  rowsEl.addEventListener("focusin", (ev) => {
+    const cardEl = ev.target.closest && ev.target.closest(".bk-card[data-focus]");
+    if (!cardEl || cardEl.dataset.focus === focusKey) return;
     rowsEl.querySelectorAll(".bk-card[tabindex='0']").forEach((c) => { c.tabIndex = -1; });
     cardEl.tabIndex = 0;
     focusKey = cardEl.dataset.focus;
-    openCard(cardEl);
   });
   rowsEl.addEventListener("keydown", (ev) => {
     const cardEl = ev.target.closest && ev.target.closest(".bk-card[data-focus]");
@@ -546,7 +549,7 @@ function render({ model, el }) {
     // these keys are ours here: not JupyterLab's (cell navigation) nor the page's (scrolling)
     ev.preventDefault();
     ev.stopPropagation();
-    moveFocus(cardEl, to);
+    moveFocus(to);
   });
 
   // -- best so far, kept in view ----------------------------------------------------------
