@@ -24,6 +24,7 @@ from .result import Result
 from .settings import DEFAULT_OUTPUT
 from .state import SessionState
 from .storage import SessionStore, append_rating, read_ratings
+from .storage.owner import CANCEL_POLL_S
 
 log = logging.getLogger(__name__)
 #: why a job stopped by its process's shutdown ended (the same words a session whose process died reads back with)
@@ -56,6 +57,7 @@ class Job:
         #: set when the session folder could not be written: the job ends with it, and the log is not written again
         self.storage_error: BeamkitError | None = None
         self._interrupted: str | None = None  # set by interrupt(): the process is going away
+        self._cancel_watch: asyncio.TimerHandle | None = None
         self._listeners: list[Listener] = []
         self._changed = asyncio.Event()
         # Roles are resolved first, so that a bad name or setting fails here, at once, leaving nothing on disk.
@@ -150,13 +152,12 @@ class Job:
             raise InvalidRequest("'keep' names a candidate twice", "keep")
         self._review.set_result(picks)
 
-    async def _await_review(self, iteration: int, proposed: list[Candidate], pool: list[Candidate]) -> list[Ref] | None:
+    def _await_review(self, iteration: int, proposed: list[Candidate], pool: list[Candidate]) -> asyncio.Future[list[Ref] | None]:
+        # A future, made at once: the review's event finds the job waiting. Cancelling the job
+        # cancels the engine's await of it, and so the future.
         self._pool = {c.key: c for c in pool}
         self._review = asyncio.get_running_loop().create_future()
-        try:
-            return await self._review
-        finally:
-            self._review, self._pool = None, {}
+        return self._review
 
     def cancel(self) -> bool:
         """Stop the job, calls in flight included. Finished work stays on disk."""
@@ -318,8 +319,24 @@ class Job:
         finally:
             self._emit(ev.error(self.id, message, code, **context))
 
+    def _watch_cancel(self) -> None:
+        """A process sharing the output folder asks for a cancel with a file (storage/owner.py): looked for
+        a few times a second, a stat each time, so that such a cancel takes effect within a second."""
+        if self.done:
+            return
+        try:
+            asked = self.store.cancel_requested()
+        except OSError:
+            asked = False
+        if asked:
+            log.info("job %s cancelled at the request of another process", self.id)
+            self.cancel()
+            return
+        self._cancel_watch = asyncio.get_running_loop().call_later(CANCEL_POLL_S, self._watch_cancel)
+
     async def _run(self) -> None:
         self.state.begin()
+        self._watch_cancel()
         try:
             await self._search.run()
             if self.storage_error is not None:  # the search finished before the cancel reached it
@@ -339,6 +356,8 @@ class Job:
             await self._fail(JobStatus.ERROR, f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL_ERROR)
         finally:
             running.discard(self)
+            if self._cancel_watch is not None:
+                self._cancel_watch.cancel()
             if self._providers.aclose is not None:
                 try:
                     closing = self._providers.aclose()

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import InvalidRequest
 from .providers.base import MAX_NAME, ROLES, check_providers
+from .settings import DEFAULT_PROVIDERS
 
 MAX_PROMPT_CHARS = 4000
 #: as high as N's limit, so that one prompt rendered k times can match any search's image budget up to 64
@@ -52,7 +53,7 @@ FIELDS: tuple[Field, ...] = (
     # A signed 64-bit integer: what providers that take a seed accept (and an int, unlike 10**4400, that prints).
     Field("seed", int, None, -(2**63), 2**63 - 1, nullable=True,
           help="makes a run repeatable; drawn and recorded when omitted"),
-    Field("providers", str, "offline", 1, MAX_NAME, parse=check_providers,
+    Field("providers", str, DEFAULT_PROVIDERS, 1, MAX_NAME, parse=check_providers,
           help="a provider for every role, or an object naming the provider of each role",
           schema={"oneOf": [
               {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
@@ -83,28 +84,30 @@ FIELDS: tuple[Field, ...] = (
           schema={"type": "boolean"}),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
+#: each default as FIELDS has it: JobParams, the CLI and the OpenAPI schema all take it from there
+_DEFAULT = {f.name: f.default for f in FIELDS}
 
 
 @dataclass(frozen=True)
 class JobParams:
     prompt: str
-    N: int = 9
-    M: int = 3
-    iterations: int = 3
-    alpha: float = 0.7
-    temperature: float = 0.8
+    N: int = _DEFAULT["N"]
+    M: int = _DEFAULT["M"]
+    iterations: int = _DEFAULT["iterations"]
+    alpha: float = _DEFAULT["alpha"]
+    temperature: float = _DEFAULT["temperature"]
     seed: int | None = None
     #: a name (every role from it), or the provider of each role: {"llm": ..., "image": ..., "vision": ...}
-    providers: str | dict[str, str] = "offline"
+    providers: str | dict[str, str] = _DEFAULT["providers"]
     #: {"plateau": k, "score": x, "images": n, "usd": d}, any subset; None runs every iteration
     stop_when: dict[str, float] | None = None
-    seeds_per_prompt: int = 1
-    unexpanded: bool = False
+    seeds_per_prompt: int = _DEFAULT["seeds_per_prompt"]
+    unexpanded: bool = _DEFAULT["unexpanded"]
     #: "score" or "tournament" (a judge compares candidates of the pool; see docs/algorithm.md)
-    ranking: str = "score"
-    votes: int = 1
+    ranking: str = _DEFAULT["ranking"]
+    votes: int = _DEFAULT["votes"]
     #: after each iteration but the last, wait for a person's review of the beam (``Job.keep``)
-    steer: bool = False
+    steer: bool = _DEFAULT["steer"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -600,7 +600,8 @@ def test_saved_notebook_shows_the_static_view_after_a_kernel_restart(browser: An
         assert "application/vnd.jupyter.widget-view+json" in live_out["data"]
         assert "completed, 8/8 candidates" in "".join(static_out["data"]["text/plain"])
         assert "widgets" not in saved["metadata"]  # JupyterLab's default: no widget state saved
-        page.evaluate("() => window.jupyterapp.commands.execute('kernelmenu:restart')")
+        # not awaited: the command's promise waits for the dialog's answer
+        page.evaluate("() => { window.jupyterapp.commands.execute('kernelmenu:restart'); }")
         page.locator(".jp-Dialog button.jp-mod-accept").click(timeout=30_000)
         page.wait_for_function(
             "() => /Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent || '')", timeout=60_000

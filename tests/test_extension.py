@@ -17,6 +17,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import DeferredConfigString
 
+import beamkit
 from beamkit.client import Client
 from beamkit.errors import BeamkitError
 from beamkit.server.extension import BeamkitExtension
@@ -170,13 +171,16 @@ async def test_the_python_client_works_through_jupyter(jp_serverapp, jp_http_por
         assert info.value.code == "AUTH_ERROR"
 
 
-async def test_stopping_the_server_cancels_running_jobs(jp_fetch, jp_serverapp, providers, tmp_path):
+async def test_stopping_the_server_interrupts_running_jobs(jp_fetch, jp_serverapp, providers, tmp_path):
+    """Nobody cancelled the job: the server went away, so it reads back as interrupted."""
     code, body = await fetch_json(jp_fetch, "api", "beam-search", method="POST",
                                   body={"prompt": "a kite", **SMALL, "providers": providers.gated})
     await providers.gate.arrived.wait()
     await extension(jp_serverapp).stop_extension()
     lines = (tmp_path / "sessions-out" / "sessions" / body["jobId"] / "events.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["error"]["code"] == "CANCELLED"
+    last = json.loads(lines[-1])
+    assert last["error"]["code"] == "INTERNAL_ERROR" and last["interrupted"] is True
+    assert beamkit.load(tmp_path / "sessions-out" / "sessions" / body["jobId"]).status == "interrupted"
 
 
 # -- a real `jupyter server` process -----------------------------------------------------------

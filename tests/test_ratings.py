@@ -94,12 +94,15 @@ def test_ratings_file_is_private_and_survives_a_torn_line(tmp_path):
 @pytest.mark.asyncio
 async def test_rate_a_live_then_finished_then_loaded_job(tmp_path):
     job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, **SMALL)
+    done = []
     async for e in job.events():
-        if e["type"] == "candidate" and e["candidateId"] == 1:
-            break
-    live = job.rate((0, 0), "0-1", "b")  # while it runs
+        if e["type"] == "candidate":
+            done.append((e["iteration"], e["candidateId"]))
+            if len(done) == 2:
+                break
+    live = job.rate(done[0], f"{done[1][0]}-{done[1][1]}", "b")  # through the Job, as soon as two are scored
     with pytest.raises(InvalidRequest):
-        job.rate((0, 0), (5, 5), "a")
+        job.rate(done[0], (5, 5), "a")
     result = await job
     result.rate("0-1", "0-2", "a")
     loaded = beamkit.load(job.folder)

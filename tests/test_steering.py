@@ -164,3 +164,34 @@ async def test_the_cli_asks_on_stdin(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("review of iteration") == 2 and "'keep' must name a candidate" in proc.stderr
     assert json.loads(proc.stdout)["stoppedBy"] == "person"
+
+
+# -- the widget: review controls and compare mode (the messages its buttons and keys send) ----------
+
+
+async def test_the_widget_reviews_and_rates(tmp_path):
+    from beamkit.widget.widget import for_job, for_result
+
+    job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, **{**STEERED, "iterations": 2})
+    w = for_job(job)
+    review = await next_review(job)
+    panel = w.person["review"]
+    assert panel["iteration"] == 0 and panel["M"] == 2
+    assert panel["proposed"] == [f"{b['iteration']}-{b['candidateId']}" for b in review["beam"]]
+    assert len(panel["pool"]) == 3
+    w._on_msg(w, {"type": "keep", "keys": ["0-9"]}, [])  # a bad pick: said under the controls, the job still waits
+    assert "0-9" in w.person["message"] and job.reviewing
+    w._on_msg(w, {"type": "keep", "keys": panel["proposed"]}, [])  # "Keep proposed"
+    result = await job
+    assert w.person["review"] is None and result.iterations_done == 2
+
+    view = for_result(beamkit.load(job.folder))
+    view._on_msg(view, {"type": "compare", "on": True}, [])
+    first = view.person["compare"]
+    view._on_msg(view, {"type": "rate", **first, "winner": "b"}, [])  # "right is better" (→ or 2)
+    second = view.person["compare"]
+    assert second != first and view.person["ratings"] == 1
+    view._on_msg(view, {"type": "rate", **second, "winner": "skip"}, [])  # S: nothing recorded
+    assert view.person["ratings"] == 1 and view.person["compare"] not in (first, second)
+    assert view.person["agreement"]["rated"] == 2
+    assert len(beamkit.load(job.folder).ratings) == 1

@@ -57,7 +57,9 @@ async def test_the_event_log_is_open_for_the_job_each_line_on_disk_at_once_and_n
     job.add_listener(look)
     await job
     assert seen and all(count == lines for count, lines, _ in seen)
-    assert all(held == [str((job.folder / storage.EVENTS_FILE).resolve())] for _, _, held in seen[:-1])
+    # The log, and the owner's lock that tells other processes the job is live (storage/owner.py).
+    expected = sorted(str((job.folder / name).resolve()) for name in (storage.EVENTS_FILE, "owner.lock"))
+    assert all(sorted(held) == expected for _, _, held in seen[:-1])
     assert open_in(job.folder) == []  # closed when the job ended
     assert not list(job.folder.glob(".tmp-*"))  # every atomic write was completed or cleaned up
 

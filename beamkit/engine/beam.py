@@ -26,10 +26,6 @@ T = TypeVar("T")
 Emit = Callable[[ev.Event], None]
 
 
-class NoSurvivors(BeamkitError):
-    """Every candidate of an iteration failed."""
-
-
 def children_per_parent(n: int, parents: int) -> list[int]:
     """N children spread over the parents as evenly as possible; the first N % M get one more."""
     base, extra = divmod(n, parents)
@@ -245,7 +241,8 @@ class BeamSearch:
             errors = {c.error["code"] for c in children if c.error}
             code = errors.pop() if len(errors) == 1 else ErrorCode.PROVIDER_ERROR
             first = next((c.error["message"] for c in children if c.error), "no candidate was produced")
-            raise NoSurvivors(f"every candidate of iteration {iteration} failed: {first}", code)
+            # the error of the code they share (a bad key fails every candidate alike), else a provider error
+            raise BeamkitError(f"every candidate of iteration {iteration} failed: {first}", code)
         if self._tournament is not None:
             self.beam = await self._tournament.select(iteration, self.beam, survivors, self.params.M, self._keeping.pngs)
             self._keeping.keep({c.key for c in self.beam})

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from .beam import BeamSearch
 
 Ref = tuple[int, int]
-#: ``reviewer(iteration, proposed beam, pool)`` -> the refs to keep, in order, or None to stop the job
+#: ``reviewer(iteration, proposed beam, pool)`` -> an awaitable of the refs to keep, in order, or None to
+#: stop the job. Called before the review's event is emitted, so that whoever reads the event finds
+#: the job already waiting.
 Reviewer = Callable[[int, list[Candidate], list[Candidate]], Awaitable[list[Ref] | None]]
 
 MODEL = "model"
@@ -56,9 +58,10 @@ async def review(search: BeamSearch, iteration: int, dimension: Dimension, pool:
     if reviewer is None or iteration >= p.iterations - 1:
         return False
     ranked = p.ranking == "tournament"
+    waiting = reviewer(iteration, list(search.beam), list(pool.candidates))
     search.emit(ev.iteration(search.job_id, iteration, p.iterations, dimension, ev.REVIEW, beam=search.beam,
                              ranked=ranked))
-    choice = await reviewer(iteration, list(search.beam), list(pool.candidates))
+    choice = await waiting
     if choice is None:
         return True
     by_key = {c.key: c for c in pool.candidates}

@@ -106,7 +106,7 @@ class Connection:
         self._drop_subscription(job_id)  # subscribing again starts that job over from its first event
         sink = self._sink(job_id)
         try:
-            sub = self.manager.follow(job_id, sink) or await self.manager.replay(job_id)
+            sub = self.manager.follow(job_id, sink) or await self.manager.replay(job_id, sink)
         except (NotFound, BeamkitError) as exc:
             return self._push(frame_of(wire(ev.error(job_id, exc.message, exc.code))))
         if self.closed:

@@ -126,13 +126,8 @@ class JobRoute(BeamkitHandler):
 
 class CancelRoute(BeamkitHandler):
     async def post(self, job_id: str) -> None:
-        job = self.manager.cancel(job_id)
-        if job is not None:  # cancellation takes effect within a second; answer with the outcome
-            try:
-                await asyncio.wait_for(asyncio.shield(job.wait()), CANCEL_WAIT)
-            except (TimeoutError, BeamkitError):
-                pass
-        self.send_json(await self.manager.status(job_id))
+        # Here or in another process sharing the output folder, the job stops within a second; the answer is the outcome.
+        self.send_json(await self.manager.cancel_and_wait(job_id, CANCEL_WAIT))
 
 
 class RatingsRoute(BeamkitHandler):

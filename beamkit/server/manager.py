@@ -29,8 +29,10 @@ from ..providers import registry, resolve
 from ..ratings import ref_dict
 from ..result import Result
 from ..settings import DEFAULT_MAX_JOBS, DEFAULT_OUTPUT, DEFAULT_PROVIDERS, DEFAULT_REPLAY_MEMORY, BeamkitSettings
-from ..state import SessionState
+from ..state import IN_PROGRESS, REVIEWING, SessionState
 from ..storage import CorruptSession, load_state
+from ..storage.owner import owner_of, request_cancel
+from ..storage.tail import EventTail
 from .frames import Frames, frame_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 Sink = Callable[[bytes, bool], None]
 
 INTERRUPTED_MESSAGE = INTERRUPTED_BY_SHUTDOWN
+#: how often a job that another process runs is looked at on disk, in seconds
+TAIL_POLL_S = 0.2
 #: the REST status of a session folder that cannot be read (an extension of SPEC's status set)
 CORRUPT = "corrupt"
 
@@ -85,6 +89,31 @@ class Feed:
 
 
 @dataclass
+class Tail:
+    """A job that another process sharing the output folder runs, followed from its events.jsonl:
+    one reader and one set of frames for every subscriber of this process."""
+
+    job_id: str
+    folder: Path
+    reader: EventTail
+    frames: Frames = field(default_factory=Frames)
+    sinks: list[Sink] = field(default_factory=list)
+    ended: bool = False
+
+    def publish(self, line: str, terminal: bool) -> None:
+        frame = frame_of(line)
+        self.frames.append(frame)
+        self.ended = self.ended or terminal
+        for sink in tuple(self.sinks):
+            try:
+                sink(frame, terminal)
+            except Exception:
+                log.exception("beamkit subscriber failed")
+        if terminal:
+            self.sinks.clear()
+
+
+@dataclass
 class Subscription:
     """What ``follow``/``replay`` return: the events so far (``frames`` 0..count-1, shared), and how to stop."""
 
@@ -116,6 +145,9 @@ class JobManager:
         self._summaries: dict[str, dict[str, Any]] = {}  # finished jobs, read once
         #: jobs whose session folder stopped taking writes: their end is known here only, not on disk
         self._unsaved: dict[str, Feed] = {}
+        #: jobs that another process runs, while someone here follows them
+        self._tails: dict[str, Tail] = {}
+        self._tail_tasks: set[asyncio.Task[None]] = set()
         self.replays = ReplayStore(replay_memory)
         self.closed = False
 
@@ -188,13 +220,82 @@ class JobManager:
         return isinstance(job_id, str) and (job_id in self._live or self._folder(job_id) is not None)
 
     def cancel(self, job_id: str) -> Job | None:
-        """Cancel a live job (None when it is not running); raises NotFound for an unknown one."""
+        """Cancel a live job of this process (None when it is not running here); raises NotFound for an unknown one."""
         job = self.live_job(job_id)
         if job is None and not self.exists(job_id):
             raise NotFound(f"no job '{job_id}'", jobId=job_id)
         if job is not None:
             job.cancel()
         return job
+
+    async def cancel_and_wait(self, job_id: str, wait: float) -> dict[str, Any]:
+        """``POST /api/job/:jobId/cancel``: cancel the job wherever it runs (here, or in another process
+        sharing the output folder), and answer its status once it has ended, or after ``wait`` seconds."""
+        job = self.cancel(job_id)
+        if job is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(job.wait()), wait)
+            except (TimeoutError, BeamkitError):
+                pass
+            return await self.status(job_id)
+        folder = self._folder(job_id)
+        if folder is not None and await asyncio.to_thread(owner_of, folder) is not None:
+            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def sink(frame: bytes, terminal: bool) -> None:
+                if terminal and not ended.done():
+                    ended.set_result(None)
+
+            tail = self._tail(job_id, folder)
+            if not tail.ended:
+                tail.sinks.append(sink)
+                try:
+                    await asyncio.to_thread(request_cancel, folder)
+                    await asyncio.wait_for(ended, wait)
+                except TimeoutError:  # the owner did not stop in time: the status says it still runs
+                    pass
+                except OSError as exc:
+                    raise BeamkitError(f"beamkit cannot ask for the cancel of {job_id} in {folder}: "
+                                       f"{exc.strerror or exc}", ErrorCode.INTERNAL_ERROR) from None
+                finally:
+                    _remove(tail.sinks, sink)
+        return await self.status(job_id)
+
+    # -- jobs of other processes sharing the output folder ------------------------------------
+
+    def _tail(self, job_id: str, folder: Path) -> Tail:
+        tail = self._tails.get(job_id)
+        if tail is None:
+            tail = self._tails[job_id] = Tail(job_id, folder, EventTail(folder))
+            task = asyncio.get_running_loop().create_task(self._follow_disk(tail), name=f"beamkit tail {job_id}")
+            self._tail_tasks.add(task)
+            task.add_done_callback(self._tail_tasks.discard)
+        return tail
+
+    async def _follow_disk(self, tail: Tail) -> None:
+        """Publish the job's new lines every TAIL_POLL_S until its end, its owner's death (then it
+        ends as interrupted, as its replay would), or until nobody here follows it any more."""
+        last: dict[str, Any] | None = None
+        try:
+            while True:
+                alive, pairs = await asyncio.to_thread(_poll, tail)
+                for line, event in pairs:
+                    last = event
+                    tail.publish(line, event.get("type") in ev.TERMINAL)
+                    if tail.ended:
+                        return
+                if not alive:
+                    tail.publish(wire(_interrupted_end(tail.job_id, last)), True)
+                    return
+                if not tail.sinks:
+                    return
+                await asyncio.sleep(TAIL_POLL_S)
+        except CorruptSession as exc:
+            tail.publish(wire(ev.error(tail.job_id, exc.message, exc.code)), True)
+        finally:
+            if self._tails.get(tail.job_id) is tail:
+                del self._tails[tail.job_id]
+            tail.sinks.clear()
 
     # -- a person in the loop (docs/human-in-the-loop.md) -----------------------------------------
 
@@ -262,7 +363,7 @@ class JobManager:
         if folder is None:
             raise NotFound(f"no job '{job_id}'", jobId=job_id)
         try:
-            return _status_body(await asyncio.to_thread(_disk_state, folder))
+            return _status_body(await asyncio.to_thread(_disk_state, folder, True))
         except CorruptSession as exc:
             return _corrupt_row(job_id, exc) | {"config": {}, "error": exc.to_dict()}
 
@@ -275,7 +376,7 @@ class JobManager:
         for folder, row in zip(missing, read):
             # A finished session never changes; one that looks interrupted may belong to another
             # process still writing it, so it is read again next time.
-            if row is not None and not row.get("interrupted"):
+            if row is not None and not row.get("interrupted") and row["status"] not in (IN_PROGRESS, REVIEWING):
                 self._summaries[folder.name] = row
             if row is not None:
                 rows[folder.name] = row
@@ -301,12 +402,23 @@ class JobManager:
         feed.sinks.append(sink)
         return Subscription(feed.frames, count, live=True, cancel=lambda: _remove(feed.sinks, sink))
 
-    async def replay(self, job_id: str) -> Subscription:
+    async def replay(self, job_id: str, sink: Sink | None = None) -> Subscription:
         """A finished job's events, read back from its session (NotFound for an unknown job;
-        RATE_LIMIT when replays already hold the memory the server allows them)."""
+        RATE_LIMIT when replays already hold the memory the server allows them).
+
+        With ``sink``, a job that another live process runs is followed: its events so far,
+        with ``sink`` registered for the rest, as they reach events.jsonl.
+        """
         folder = self._folder(job_id)
         if folder is None:
             raise NotFound(f"no job '{job_id}'", jobId=job_id)
+        if sink is not None and await asyncio.to_thread(owner_of, folder) is not None:
+            tail = self._tail(job_id, folder)
+            count = len(tail.frames)
+            if tail.ended:
+                return Subscription(tail.frames, count, live=False)
+            tail.sinks.append(sink)
+            return Subscription(tail.frames, count, live=True, cancel=lambda: _remove(tail.sinks, sink))
         frames = await self.replays.get(job_id, folder)
         return Subscription(frames, len(frames), live=False)
 
@@ -328,6 +440,8 @@ class JobManager:
         self.closed = True
         for feed in list(self._live.values()):
             feed.job.interrupt()
+        for task in list(self._tail_tasks):  # another process's jobs go on without us
+            task.cancel()
         if self._watchers:
             await asyncio.wait(list(self._watchers), timeout=timeout)
         await registry.close_all()  # the providers' process-level close hooks, with the server
@@ -438,11 +552,23 @@ def _read_lines(folder: Path, job_id: str) -> tuple[list[str], bool]:
     last = pairs[-1][1] if pairs else None
     if last is not None and last.get("type") in ev.TERMINAL:
         return lines, True
+    lines.append(wire(_interrupted_end(job_id, last)))
+    return lines, False
+
+
+def _interrupted_end(job_id: str, last: Mapping[str, Any] | None) -> ev.Event:
+    """The ``error`` that closes the events of a job whose process died, for followers to know it will not go on."""
     end = ev.error(job_id, f"Job was interrupted: {INTERRUPTED_MESSAGE}", ErrorCode.INTERNAL_ERROR, interrupted=True)
     if last is not None and isinstance(last.get("timestamp"), str):
         end = replace(end, timestamp=last["timestamp"])  # when it was last heard of: every replay reads the same
-    lines.append(wire(end))
-    return lines, False
+    return end
+
+
+def _poll(tail: Tail) -> tuple[bool, list[tuple[str, dict[str, Any]]]]:
+    """Whether the job's owner lives, then its new lines: read in that order, so that the lines of
+    an owner that has just died are all read before its job is called interrupted."""
+    alive = owner_of(tail.folder) is not None
+    return alive, tail.reader.read()
 
 
 def _status_body(state: SessionState) -> dict[str, Any]:
@@ -475,9 +601,12 @@ def _summary_row(state: SessionState, created: str | None) -> dict[str, Any]:
     }
 
 
-def _disk_state(folder: Path) -> SessionState:
+def _disk_state(folder: Path, owned: bool = False) -> SessionState:
+    """A session's state; with ``owned``, one that a live process still runs (storage/owner.py)
+    reads as in progress rather than interrupted. The owner is looked at before the events: if it
+    ends in between, its last event is on disk before its lock goes."""
     try:
-        return load_state(folder)
+        return load_state(folder, finished=not owned or owner_of(folder) is None)
     except NotFound:
         raise NotFound(f"no job '{folder.name}'", jobId=folder.name) from None
 
@@ -490,7 +619,7 @@ def _corrupt_row(job_id: str, exc: BeamkitError) -> dict[str, Any]:
 
 def _disk_summary(folder: Path) -> dict[str, Any] | None:
     try:
-        state = load_state(folder)
+        state = _disk_state(folder, True)
     except NotFound:
         return None  # a folder with nothing in it yet
     except CorruptSession as exc:

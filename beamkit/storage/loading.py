@@ -67,7 +67,7 @@ def _decoded(events: list[dict[str, Any]]) -> list[ev.Event]:
     return out
 
 
-def load_state(folder: str | os.PathLike[str]) -> SessionState:
+def load_state(folder: str | os.PathLike[str], *, finished: bool = True) -> SessionState:
     """A session folder's state: events.jsonl replayed through the reducer, with metadata.json
     filling in what events do not carry (timings, the critiques a parent received).
 
@@ -76,6 +76,9 @@ def load_state(folder: str | os.PathLike[str]) -> SessionState:
     no folder), and CorruptSession (an InternalError) with the reason for one that cannot
     be read: a file that is no regular file or over its cap, a line in the middle of the
     log that is no JSON event, a malformed event or metadata.json.
+
+    ``finished=False``: a live process still runs the job (``owner_of``), so a log without an
+    end is a job in progress, not an interrupted one.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -89,7 +92,7 @@ def load_state(folder: str | os.PathLike[str]) -> SessionState:
     if meta is None and not events:
         raise NotFound(f"no beamkit session in {folder}")
     try:
-        return replay(events, meta, job_id=folder.name)
+        return replay(events, meta, job_id=folder.name, finished=finished)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # values of the right type but wrong shape
         raise CorruptSession(f"the session cannot be read back: {type(exc).__name__}: {exc}") from None
 

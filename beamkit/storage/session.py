@@ -13,6 +13,7 @@ from ..engine.recorder import SearchRecord
 from ..errors import InternalError, InvalidRequest
 from .files import Writer, atomic_write
 from .metadata import MetadataRecord
+from .owner import Ownership
 from .paths import EVENTS_FILE, METADATA_FILE, SESSIONS, image_file, session_folder
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class SessionStore:
         self._metadata = MetadataRecord()
         self._error: BaseException | None = None
         self._closing: asyncio.Future[None] | None = None
+        #: the mark that a live process owns this session (storage/owner.py), held until the store closes
+        self.owner = Ownership(self.folder)
 
     def create(self) -> None:
         """Make the folder (0700) and open its log (0600: prompts are nobody else's business).
@@ -56,6 +59,13 @@ class SessionStore:
             fd = os.open(self._prefix + EVENTS_FILE, _LOG_FLAGS, 0o600)
             self._events = os.fdopen(fd, "ab")
         except OSError as exc:
+            raise InternalError(f"beamkit cannot write the session folder {self.folder}: {_reason(exc)}") from None
+        try:
+            self.owner.take()  # other processes sharing the output folder see the job as running, not interrupted
+        except OSError as exc:
+            if self._events is not None:
+                self._events.close()
+                self._events = None
             raise InternalError(f"beamkit cannot write the session folder {self.folder}: {_reason(exc)}") from None
 
     # -- the engine's Recorder ----------------------------------------------------------------
@@ -103,15 +113,21 @@ class SessionStore:
         if sync and self._events is not None:
             os.fsync(self._events.fileno())
 
+    def cancel_requested(self) -> bool:
+        """Whether another process sharing the output folder asked for this job to be cancelled."""
+        return self.owner.held and self.owner.cancel_requested()
+
     def _close_log(self) -> None:
         events, self._events = self._events, None
-        if events is None:
-            return
         try:
-            events.flush()
-            os.fsync(events.fileno())
+            if events is not None:
+                try:
+                    events.flush()
+                    os.fsync(events.fileno())
+                finally:
+                    events.close()
         finally:
-            events.close()
+            self.owner.release()  # after the last line: whoever sees no owner finds the job's end on disk
 
     def _note_close(self, fut: asyncio.Future[None]) -> None:
         # Whoever awaits close() reports its error; this only keeps an unawaited one from going unseen.

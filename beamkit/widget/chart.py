@@ -7,8 +7,8 @@ several runs (``IPython.display.SVG(line_chart(...))``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import Iterable, Mapping, Sequence
 
 PALETTE = ("#2f7ed8", "#e07b39", "#3aa655", "#b24bc9", "#d94452", "#7a7a7a", "#1aa3a3", "#c2a52c")
 Point = tuple[float, float]
@@ -101,8 +101,8 @@ def line_chart(
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         cls = escape(name.replace(" ", "-"))
         out.append(f'<polyline class="bk-series-{cls}" points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
-        for x, y in s:
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.8" fill="{color}"><title>{escape(name)} {x:g}: {y:.2f}</title></circle>')
+        for px, py in s:
+            out.append(f'<circle cx="{sx(px):.1f}" cy="{sy(py):.1f}" r="2.8" fill="{color}"><title>{escape(name)} {px:g}: {py:.2f}</title></circle>')
     out.append("</svg>")
     return "".join(out)
 

@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from jupyter_client.session import json_packer
+
+from ..settings import DEFAULT_PROVIDERS
 
 
 @dataclass
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--M", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--providers", default="offline")
+    ap.add_argument("--providers", default=DEFAULT_PROVIDERS)
     ap.add_argument("--json", action="store_true", help="print JSON")
     a = ap.parse_args(argv)
     summary = asyncio.run(

@@ -103,7 +103,9 @@ function render({ model, el }) {
   // data-lm-suppress-shortcuts keeps JupyterLab's key bindings off the notebook behind them.
   const detailEl = h("dialog", { class: "bk-dialog bk-detail", "aria-label": "candidate", "data-lm-suppress-shortcuts": "true" });
   const viewerEl = h("dialog", { class: "bk-dialog bk-viewer", "aria-label": "picture at full size", "data-lm-suppress-shortcuts": "true" });
-  root.append(headerEl, progressEl, usageEl, mainEl, detailEl, viewerEl);
+  // the person in the loop (person.py): a steered job's review, compare mode, agreement
+  const personEl = h("div", { class: "bk-person", hidden: true });
+  root.append(headerEl, progressEl, usageEl, personEl, mainEl, detailEl, viewerEl);
 
   const imgs = new Map(); // card key -> <img> (kept across redraws so nothing flickers)
   const urls = new Set(); // object URLs this view made (revoked when it goes)
@@ -826,7 +828,72 @@ function render({ model, el }) {
     if (!viewerEl.open && root.isConnected) viewerEl.showModal();
   }
 
+  // -- the person in the loop ----------------------------------------------------------------
+  function drawPerson() {
+    const p = model.get("person");
+    personEl.hidden = !p;
+    if (!p) return;
+    const parts = [];
+    if (p.review) {
+      const r = p.review;
+      const picked = new Set(r.proposed);
+      const boxes = r.pool.map((c) => {
+        const box = h("input", { type: "checkbox", class: "bk-review-pick", value: c.key });
+        box.checked = picked.has(c.key);
+        return h("label", { class: "bk-review-cand" }, box, thumbImg(c.key, "bk-review-thumb"),
+          h("span", {}, `${c.key} · ${c.score == null ? "–" : c.score.toFixed(1)}`));
+      });
+      const chosen = () => boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => b.value);
+      parts.push(h("div", { class: "bk-review", role: "group", "aria-label": "review the beam" },
+        h("span", { class: "bk-section-title" }, `Review of iteration ${r.iteration}: keep up to ${r.M}`),
+        h("div", { class: "bk-review-pool" }, ...boxes),
+        h("div", { class: "bk-review-bar" },
+          h("button", { type: "button", class: "bk-review-keep", onclick: () => model.send({ type: "keep", keys: r.proposed }) }, "Keep proposed"),
+          h("button", { type: "button", class: "bk-review-selected", onclick: () => model.send({ type: "keep", keys: chosen() }) }, "Keep selected"),
+          h("button", { type: "button", class: "bk-review-stop", onclick: () => model.send({ type: "stop_review" }) }, "Stop here"))));
+    }
+    if (p.canRate) {
+      const on = !!p.compare || !!p.compareDone;
+      parts.push(h("div", { class: "bk-rate-bar" },
+        h("button", { type: "button", class: "bk-compare-toggle", "aria-pressed": String(on),
+          onclick: () => model.send({ type: "compare", on: !on }) }, on ? "Close compare" : "Compare pairs"),
+        h("span", { class: "bk-rate-count" }, `${p.ratings} rating${p.ratings === 1 ? "" : "s"}`),
+        agreementText(p.agreement)));
+    }
+    if (p.compare) {
+      const { a, b } = p.compare;
+      const rate = (winner) => model.send({ type: "rate", a, b, winner });
+      const side = (key, winner, label) => h("button", { type: "button", class: `bk-compare-side bk-compare-${winner}`,
+        onclick: () => rate(winner) }, thumbImg(key, "bk-compare-img"), h("span", {}, `${label} · ${key}`));
+      const pane = h("div", { class: "bk-compare", tabindex: "0", role: "group", "aria-label": "which is better?",
+        onkeydown: (ev) => {
+          const k = ev.key.toLowerCase();
+          if (k === "arrowleft" || k === "1") rate("a");
+          else if (k === "arrowright" || k === "2") rate("b");
+          else if (k === "s") rate("skip");
+          else return;
+          ev.preventDefault();
+        } },
+        h("div", { class: "bk-compare-pair" }, side(a, "a", "left is better (←/1)"), side(b, "b", "right is better (→/2)")),
+        h("button", { type: "button", class: "bk-compare-skip", onclick: () => rate("skip") }, "Skip (S)"));
+      parts.push(pane);
+      setTimeout(() => { if (!disposed && pane.isConnected) pane.focus(); }, 0);
+    } else if (p.compareDone) {
+      parts.push(h("div", { class: "bk-compare-done" }, "Every pair is rated or follows from your ratings."));
+    }
+    if (p.message) parts.push(h("div", { class: "bk-person-message", role: "alert" }, p.message));
+    personEl.replaceChildren(...parts);
+  }
+
+  function agreementText(a) {
+    if (!a) return h("span", { class: "bk-agreement" });
+    const f = (x) => (x == null ? "–" : x.toFixed(2));
+    return h("span", { class: "bk-agreement", title: `${a.disagreements.length} rating(s) against the model's order` },
+      `agreement: Spearman ${f(a.spearman)} · Kendall ${f(a.kendall)} · top-${a.k} ${f(a.topK)} · ${a.disagreements.length} disagreement(s)`);
+  }
+
   const drawers = {
+    person: [drawPerson],
     header: [drawHeader],
     cancellable: [drawHeader],
     cancel_requested: [drawHeader],
@@ -835,7 +902,7 @@ function render({ model, el }) {
     rows: [drawRows],
     live_row: [drawRows],
     beam: [drawRows],
-    thumbs: [drawRows, drawBest],
+    thumbs: [drawRows, drawBest, drawPerson],
     best: [drawBest, drawRows],
     best_image: [drawBest],
     best_image_key: [drawBest],
@@ -867,7 +934,7 @@ function render({ model, el }) {
     model.on(`change:${name}`, cb);
     handlers.push([`change:${name}`, cb]);
   }
-  [drawHeader, drawProgress, drawUsage, drawRows, drawBest, drawChart].forEach((f) => f());
+  [drawHeader, drawProgress, drawUsage, drawPerson, drawRows, drawBest, drawChart].forEach((f) => f());
 
   return () => {
     disposed = true;
