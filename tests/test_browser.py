@@ -632,3 +632,44 @@ def test_saved_notebook_shows_the_static_view_after_a_kernel_restart(browser: An
         raise
     finally:
         ctx.close()
+
+
+RERUN_JOB = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "start",
+         "source": ["import beamkit\n", "job = beamkit.start('a long search, started twice', N=24, M=4, iterations=20)\n", "job"]},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def test_rerunning_the_start_cell_names_the_job_left_running_and_cancels_it(browser: Any, lab: dict[str, Any]) -> None:
+    (lab["work"] / "rerun_job.ipynb").write_text(json.dumps(RERUN_JOB))
+    ctx, page, errors = open_notebook(browser, lab, "rerun_job.ipynb")
+    try:
+        run_all(page)
+        wait_status(page, "running")
+        first = page.locator(f"{PANEL} .bk-widget .bk-jobid").first.inner_text()
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.wait_for_function(
+            f"() => {{ const ids = [...document.querySelectorAll(\"{PANEL} .bk-widget .bk-jobid\")].map(e => e.textContent);"
+            f" return ids.length === 1 && ids[0] !== '{first}'; }}",
+            timeout=60_000,
+        )
+        w = page.locator(f"{PANEL} .bk-widget[data-source='live']").first
+        others = w.locator(".bk-others")
+        others.wait_for(timeout=30_000)
+        assert first in others.inner_text() and "still running" in others.inner_text()
+        shot(w.locator(".bk-header"), "widget-others.png")
+        others.locator(f"[data-job='{first}'] button.bk-others-cancel").click()
+        others.wait_for(state="detached", timeout=30_000)  # the first job ended: nothing left to name
+        assert w.get_attribute("data-status") == "running"  # this widget's own job runs on
+        w.locator("button.bk-cancel").click()
+        wait_status(page, "cancelled", timeout=30_000)
+        assert not widget_errors(errors), errors
+    except BaseException:
+        shot(page, "failed-rerun.png")
+        raise
+    finally:
+        ctx.close()

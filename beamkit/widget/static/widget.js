@@ -291,7 +291,7 @@ function render({ model, el }) {
     );
   }
 
-  // -- usage and cost (once the job has ended) ------------------------------------------
+  // -- usage and cost (at the end; live for paid providers) ----------------------------
   function drawUsage() {
     const u = model.get("usage");
     if (!u) {
