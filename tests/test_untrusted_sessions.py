@@ -26,6 +26,7 @@ from beamkit.storage import CorruptSession
 
 async def make_session(output: Path) -> Path:
     job, _ = await run_job(Simulation(), output, N=2, M=1, iterations=1)
+    await job  # past its last event, until its store is closed and its owner mark released
     return job.folder
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidRequest
+from ..errors import ErrorCode, InvalidRequest
 from . import gates, rows, tasks
 from . import plan as planning
 
@@ -241,7 +241,7 @@ class Sweep:
                 self._run(todo)
             for job_id in todo:  # cancelled before they were sent
                 if job_id not in self._outcomes:
-                    self._record(job_id, rows.failed("CANCELLED", "the sweep was cancelled before this job ran"))
+                    self._record(job_id, rows.failed(ErrorCode.CANCELLED, "the sweep was cancelled before this job ran"))
             self.status = "cancelled" if self._cancelled.is_set() else "completed"
         except BaseException as exc:
             self._error = exc
@@ -345,14 +345,14 @@ def _outcome_of(future: Any) -> dict[str, Any]:
     if future.status == "finished":
         return dict(future.result())
     if future.status == "cancelled":
-        return rows.failed("CANCELLED", "the sweep was cancelled before this job ran")
+        return rows.failed(ErrorCode.CANCELLED, "the sweep was cancelled before this job ran")
     try:
         exc = future.exception()
         message = f"{type(exc).__name__}: {exc}"
     except Exception as err:
         message = f"{type(err).__name__}: {err}"
     # A dead worker (KilledWorker) or a task the scheduler lost: the job ran, or began to.
-    return {**rows.failed("INTERNAL_ERROR", message), "ran": True}
+    return {**rows.failed(ErrorCode.INTERNAL_ERROR, message), "ran": True}
 
 
 def _default_name(plan: planning.Plan) -> str:
