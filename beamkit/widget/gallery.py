@@ -26,6 +26,7 @@ import traitlets
 from .. import storage
 from ..result import Result
 from ..settings import DEFAULT_OUTPUT
+from .dom import H_JS
 from .images import THUMB_FORMAT, make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -166,16 +167,7 @@ def _when(date: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-_ESM = r"""
-function h(tag, attrs, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const kid of kids.flat()) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-  return el;
-}
+_ESM = H_JS + r"""
 function render({ model, el }) {
   const root = h("div", { class: "bk-gallery" });
   el.append(root);

@@ -17,21 +17,13 @@ import anywidget
 import traitlets
 
 from .. import running
+from .dom import H_JS
 
 log = logging.getLogger(__name__)
 
 THROTTLE = 0.5
 
-_ESM = r"""
-function h(tag, attrs, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) el.setAttribute(k, v === true ? "" : v);
-  }
-  for (const kid of kids.flat()) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
-  return el;
-}
+_ESM = H_JS + r"""
 function render({ model, el }) {
   const root = h("div", { class: "bk-jobs" });
   el.append(root);
