@@ -39,6 +39,11 @@ def image_id(job_id: str, iteration: int, candidate_id: int) -> str:
     return f"{job_id}-iter{iteration}-cand{candidate_id}.png"
 
 
+def ref_dict(key: tuple[int, int]) -> dict[str, int]:
+    """A candidate's key as the wire and metadata.json write it: ``{"iteration", "candidateId"}``."""
+    return {"iteration": key[0], "candidateId": key[1]}
+
+
 @dataclass
 class Candidate:
     iteration: int
@@ -90,7 +95,7 @@ class Candidate:
         )
 
     def ref(self) -> dict[str, int]:
-        return {"iteration": self.iteration, "candidateId": self.candidate_id}
+        return ref_dict(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         """The full record kept in metadata.json (camelCase, as on the wire)."""
@@ -98,7 +103,7 @@ class Candidate:
             "iteration": self.iteration,
             "candidateId": self.candidate_id,
             "dimension": self.dimension,
-            "parent": None if self.parent is None else {"iteration": self.parent[0], "candidateId": self.parent[1]},
+            "parent": None if self.parent is None else ref_dict(self.parent),
             "whatPrompt": self.what_prompt,
             "howPrompt": self.how_prompt,
             "combinedPrompt": self.combined_prompt,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of
+from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of, ref_dict
 from .errors import ErrorCode
 
 STARTED = "started"
@@ -285,7 +285,7 @@ class CandidateEvent(Event):
             "candidateId": self.candidate_id,
             "totalCandidates": self.total_candidates,
             "dimension": self.dimension,
-            "parent": None if self.parent is None else {"iteration": self.parent[0], "candidateId": self.parent[1]},
+            "parent": None if self.parent is None else ref_dict(self.parent),
             "whatPrompt": self.what_prompt,
             "howPrompt": self.how_prompt,
             "combinedPrompt": self.combined_prompt,
@@ -369,8 +369,8 @@ class ComparisonEvent(Event):
 
     def _body(self) -> dict[str, Any]:
         return {"iteration": self.iteration,
-                "a": {"iteration": self.a[0], "candidateId": self.a[1]},
-                "b": {"iteration": self.b[0], "candidateId": self.b[1]},
+                "a": ref_dict(self.a),
+                "b": ref_dict(self.b),
                 "shownFirst": self.shown_first, "winner": self.winner, "reason": self.reason}
 
     @classmethod

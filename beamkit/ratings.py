@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .candidate import Candidate
+from .candidate import Candidate, ref_dict
 from .errors import InvalidRequest
 from .events import timestamp
 
@@ -42,10 +42,6 @@ def parse_ref(value: Any, name: str = "ref") -> Ref:
 
 def _index(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def ref_dict(ref: Ref) -> dict[str, int]:
-    return {"iteration": ref[0], "candidateId": ref[1]}
 
 
 def make_rating(a: Any, b: Any, winner: Any, known: Iterable[Ref] | None = None) -> dict[str, Any]:

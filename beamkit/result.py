@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .candidate import Candidate, best_of, lineage_of, operation_of
+from .candidate import Candidate, best_of, lineage_of, operation_of, ref_dict
 
 if TYPE_CHECKING:
     from .state import SessionState
@@ -105,7 +105,7 @@ class Result:
                 "aestheticScore": best.aesthetic_score,
                 "iteration": best.iteration,
                 "candidateId": best.candidate_id,
-                "lineage": [{"iteration": i, "candidateId": c} for i, c in self.lineage(best)],
+                "lineage": [ref_dict(k) for k in self.lineage(best)],
             }
         return {
             "bestCandidate": best_dict,

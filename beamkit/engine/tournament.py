@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..candidate import Candidate, Key
+from ..candidate import Candidate, Key, ref_dict
 from ..errors import BeamkitError
 
 Side = Literal["a", "b"]
@@ -133,8 +133,8 @@ class Comparison:
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "iteration": self.iteration,
-            "a": {"iteration": self.a[0], "candidateId": self.a[1]},
-            "b": {"iteration": self.b[0], "candidateId": self.b[1]},
+            "a": ref_dict(self.a),
+            "b": ref_dict(self.b),
             "shownFirst": self.votes[0].shown_first if self.votes else "a",
             "winner": self.winner,
             "reason": self.reason,

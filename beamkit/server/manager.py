@@ -21,12 +21,12 @@ from typing import Any
 
 from .. import events as ev
 from .. import storage
+from ..candidate import ref_dict
 from ..errors import BeamkitError, ErrorCode, InvalidRequest, NotFound
 from ..events import JobStatus
 from ..job import INTERRUPTED_BY_SHUTDOWN, Job
 from ..params import all_text, validate
 from ..providers import registry, resolve
-from ..ratings import ref_dict
 from ..result import Result
 from ..settings import DEFAULT_MAX_JOBS, DEFAULT_OUTPUT, DEFAULT_PROVIDERS, DEFAULT_REPLAY_MEMORY, BeamkitSettings
 from ..state import IN_PROGRESS, REVIEWING, SessionState
