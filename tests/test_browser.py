@@ -6,7 +6,10 @@
 - a tall job (16, 4, 5) at 1366x768: the detail view opens inside the viewport, shows the
   critique, strengths and weaknesses, closes on Escape and on the backdrop; Enter, Space
   and the arrow keys work on the cards; the best panel stays in view while scrolling; the
-  full-size view shows the stored PNG, Download gives its bytes, Copy prompt its prompt.
+  full-size view shows the stored PNG, Download gives its bytes, Copy prompt its prompt;
+- the person in the loop: a tournament job's rank badges and, in a detail view, its wins and
+  losses with the judge's reasons (an opponent opens on a click); compare mode rates a pair
+  with its key; a steered job's review panel, whose *Keep proposed* moves the job on.
 
 Screenshots go to ``artifacts/`` (and, with ``BEAMKIT_DOCS_SCREENSHOT=1``, to ``docs/img/``
 for the docs).
@@ -545,6 +548,146 @@ def test_tall_job_detail_view_keyboard_and_pictures_at_1366x768(browser: Any, la
         shot(page, "failed-tall-job.png")
         print("browser errors:", errors)
         print("viewer:", page.evaluate(f"() => document.querySelector('{PANEL} dialog.bk-viewer')?.textContent"))
+        raise
+    finally:
+        ctx.close()
+
+
+# -- the person in the loop: a tournament's ranks and verdicts, compare mode, a steered review ----------
+
+TOURNAMENT_PROMPT, STEERED_PROMPT = "a tournament: a fox in a snowy wood", "a steered job: a lighthouse"
+TOURNAMENT = (4, 2, 2)  # N, M, iterations
+PERSON_JOB = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "tournament",
+         "source": ["import beamkit\n",
+                    f"job = beamkit.start({TOURNAMENT_PROMPT!r}, N={TOURNAMENT[0]}, M={TOURNAMENT[1]}, "
+                    f"iterations={TOURNAMENT[2]}, seed=3, ranking='tournament', votes=1)\n", "job"]},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "wait",
+         "source": ["result = await job\n", "print('tournament ended:', result.status)"]},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "steered",
+         "source": [f"steered = beamkit.start({STEERED_PROMPT!r}, N=3, M=2, iterations=2, seed=11, steer=True)\n", "steered"]},
+        # the review is answered while this cell awaits the job, as a person would
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "id": "wait-steered",
+         "source": ["done = await steered\n", "print('steered ended:', done.status, done.iterations_done)"]},
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def live_widget(prompt: str) -> str:
+    """A JS expression: the live widget of the job with this prompt, or undefined."""
+    return (f"[...document.querySelectorAll(\"{PANEL} .bk-widget[data-source='live']\")]"
+            f".find(w => w.querySelector('.bk-prompt')?.textContent === {json.dumps(prompt)})")
+
+
+def output_says(page: Any, pattern: str, timeout: float = 60_000) -> None:
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('{PANEL} .jp-OutputArea-output')].some(o => /{pattern}/.test(o.textContent))",
+        timeout=timeout,
+    )
+
+
+def test_tournament_ranks_verdicts_compare_mode_and_a_steered_review(browser: Any, lab: dict[str, Any]) -> None:
+    (lab["work"] / "person_job.ipynb").write_text(json.dumps(PERSON_JOB))
+    vw, vh = 1366, 768
+    ctx, page, errors = open_notebook(browser, lab, "person_job.ipynb", width=vw, height=vh)
+    try:
+        run_all(page)
+        page.wait_for_function(f"() => {live_widget(TOURNAMENT_PROMPT)}?.dataset.status === 'completed'", timeout=120_000)
+        output_says(page, "tournament ended: completed")
+        w = page.locator(f"{PANEL} .bk-widget[data-source='live']").filter(has=page.get_by_text(TOURNAMENT_PROMPT, exact=True))
+        n, m, iterations = TOURNAMENT
+        # -- rank badges: in every row, its kept cards and the parents carried over rank 1..M
+        page.wait_for_function(f"() => {live_widget(TOURNAMENT_PROMPT)}.querySelectorAll('.bk-row .bk-card .bk-rank').length >= {m * iterations}")
+        rows = w.evaluate(
+            """w => [...w.querySelectorAll('.bk-row')].map(r => ({
+                ranks: [...r.querySelectorAll('.bk-card .bk-rank')].map(e => e.textContent.trim()).sort(),
+                kept: r.querySelectorAll('.bk-card.bk-kept').length,
+                keptRanked: r.querySelectorAll('.bk-card.bk-kept .bk-rank').length,
+                prunedRanked: r.querySelectorAll('.bk-card.bk-pruned .bk-rank').length}))"""
+        )
+        assert len(rows) == iterations, rows
+        for r in rows:
+            assert r["ranks"] == [f"#{k}" for k in range(1, m + 1)] and r["keptRanked"] == r["kept"], rows
+            assert r["prunedRanked"] == 0, rows
+        assert "ranking tournament" in w.locator(".bk-params").inner_text()
+
+        # -- the detail view of iteration 0's best: its ranks, then each win and loss with the judge's reason
+        card = w.locator(".bk-row[data-iteration='0'] .bk-card[data-key]").filter(has=page.locator(".bk-rank", has_text="#1"))
+        key = card.get_attribute("data-key")
+        card.click()
+        page.wait_for_function(
+            f"() => {{ const i = document.querySelector(\"{PANEL} dialog.bk-detail[open] img.bk-detail-image\");"
+            " return i && i.complete && i.naturalWidth > 0; }",
+            timeout=30_000,
+        )
+        assert w.locator("dialog.bk-detail .bk-section-title").first.inner_text().startswith(
+            f"Iteration 0 · candidate #{key.split('-')[1]}")
+        section = w.locator("dialog.bk-detail .bk-detail-tournament")
+        label = section.locator(".bk-label").inner_text()
+        got = re.search(r"(\d+) wins?, (\d+) loss(?:es)?", label, re.I)
+        assert got, label
+        wins, losses = int(got.group(1)), int(got.group(2))
+        bouts = section.locator(".bk-bout")
+        assert bouts.count() == wins + losses >= 1
+        assert section.locator(".bk-bout-won").count() == wins and wins >= 1  # the beam's best won something
+        assert "#1 after iteration 0" in section.locator(".bk-tournament-ranks").inner_text()
+        first = bouts.first
+        assert re.match(r"(won|lost) against \d+-\d+ · iteration \d", first.locator(".bk-step-head").inner_text(), re.I)
+        assert first.locator(".bk-bout-reason").inner_text().strip()
+        section.evaluate("e => e.scrollIntoView({block: 'end'})")  # the dialog scrolls: the verdicts in the picture
+        shot(page, "widget-tournament.png", docs=True)
+        # an opponent opens on a click, as a lineage step does
+        opponent = first.get_attribute("data-key")
+        first.click()
+        page.wait_for_function(
+            f"() => document.querySelector(\"{PANEL} dialog.bk-detail .bk-section-title\")?.textContent"
+            f".startsWith('Iteration {opponent.split('-')[0]} · candidate #{opponent.split('-')[1]}')",
+            timeout=15_000,
+        )
+        page.keyboard.press("Escape")
+        dialog_open(page, "bk-detail", False)
+
+        # -- compare mode: a pair, its key for "left is better", one more rating (on disk too)
+        kinds = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.map(c => c.model.type)")
+        assert w.locator(".bk-rate-count").inner_text() == "0 ratings"
+        w.locator("button.bk-compare-toggle").click()
+        pane = w.locator(".bk-compare")
+        pane.wait_for(timeout=15_000)
+        assert pane.locator(".bk-compare-side").count() == 2
+        pane.press("1")
+        page.wait_for_function(f"() => {live_widget(TOURNAMENT_PROMPT)}.querySelector('.bk-rate-count')?.textContent === '1 rating'",
+                               timeout=15_000)
+        # the key was the widget's: JupyterLab did not make a cell a heading with it
+        assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.map(c => c.model.type)") == kinds
+        job_id = w.locator(".bk-jobid").inner_text()
+        (rating,) = (lab["work"] / "output" / "sessions" / job_id / "ratings.jsonl").read_text().splitlines()
+        assert json.loads(rating)["winner"] == "a"
+        w.locator("button.bk-compare-toggle").click()  # "Close compare"
+        pane.wait_for(state="detached", timeout=15_000)
+
+        # -- the steered job waits for its review; "Keep proposed" moves it on
+        s = page.locator(f"{PANEL} .bk-widget[data-source='live']").filter(has=page.get_by_text(STEERED_PROMPT, exact=True))
+        review = s.locator(".bk-review")
+        review.wait_for(timeout=120_000)
+        assert review.locator(".bk-section-title").inner_text().startswith("Review of iteration 0")
+        assert review.locator("input.bk-review-pick:checked").count() == 2
+        review.scroll_into_view_if_needed()
+        page.wait_for_function(
+            f"() => [...{live_widget(STEERED_PROMPT)}.querySelectorAll('img.bk-review-thumb')].every(i => i.complete && i.naturalWidth > 0)",
+            timeout=30_000,
+        )
+        shot(s.locator(".bk-person"), "widget-review.png")
+        review.locator("button.bk-review-keep").click()
+        review.wait_for(state="detached", timeout=30_000)
+        page.wait_for_function(f"() => {live_widget(STEERED_PROMPT)}?.dataset.status === 'completed'", timeout=120_000)
+        output_says(page, "steered ended: completed 2")
+        assert not widget_errors(errors), errors
+    except BaseException:
+        shot(page, "failed-person.png")
+        print("browser errors:", errors)
         raise
     finally:
         ctx.close()

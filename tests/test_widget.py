@@ -196,6 +196,75 @@ async def test_cards_carry_strengths_weaknesses_and_the_critique_that_made_them(
     detail = vm.detail((2, 0))
     assert detail["critique"] == rows[2]["cards"][0]["critique"] and detail["imageMetadata"]["seed"] is not None
 
+def _ref(d: dict[str, Any]) -> tuple[int, int]:
+    return (d["iteration"], d["candidateId"])
+
+
+@pytest.mark.asyncio
+async def test_a_tournament_job_shows_ranks_and_each_candidates_wins_and_losses(tmp_path: Path) -> None:
+    from beamkit.widget.viewmodel import REASON_CHARS, key_str
+
+    job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, N=4, M=2, iterations=3, seed=3,
+                        ranking="tournament", votes=1)
+    await job
+    events = [dict(e) for e in job.history]
+    vm = ViewModel()
+    vm.apply_all(job.history)
+    assert vm.header()["params"]["ranking"] == "tournament" and vm.header()["params"]["votes"] == 1
+
+    # ranks: each row's beam as its completed iteration event numbered it, carried-over parents included
+    by_event = {(e["iteration"], key_str(_ref(b))): b["rank"]
+                for e in events if e["type"] == "iteration" and e["status"] == "completed" for b in e["beam"]}
+    rows = vm.rows()
+    assert {(r["iteration"], k): n for r in rows for k, n in r["ranks"].items()} == by_event
+    for r in rows:
+        for card in r["cards"]:
+            assert card.get("rank") == by_event.get((r["iteration"], card["key"])), card
+            assert ("rank" in card) == card["kept"]
+
+    # wins and losses: one entry per comparison event the candidate was in, in their order
+    comparisons = [e for e in events if e["type"] == "comparison"]
+    assert comparisons
+    both = 0
+    for key in vm.state.candidates:
+        t = vm.detail(key)["tournament"]
+        mine = [c for c in comparisons if key in (_ref(c["a"]), _ref(c["b"]))]
+        assert len(t["bouts"]) == len(mine) == t["wins"] + t["losses"]
+        for bout, c in zip(t["bouts"], mine, strict=True):
+            me = "a" if _ref(c["a"]) == key else "b"
+            other = c["b"] if me == "a" else c["a"]
+            assert bout == {"opponent": key_str(_ref(other)), "won": c["winner"] == me, "reason": c["reason"],
+                            "iteration": c["iteration"], "shownFirst": c["shownFirst"] == me}
+        assert t["wins"] == sum(c["winner"] == ("a" if _ref(c["a"]) == key else "b") for c in mine)
+        assert t["ranks"] == [{"iteration": i, "rank": n} for (i, k), n in sorted(by_event.items()) if k == key_str(key)]
+        both += t["wins"] > 0 and t["losses"] > 0
+    assert both  # the seed gives candidates that won some and lost some
+
+    # a session read back shows the same, and a click on a card sends the section
+    w = await asyncio.to_thread(lambda: view(beamkit.load(job.folder)))
+    assert w.rows == rows
+    key = next(k for k in vm.state.candidates if vm.detail(k)["tournament"]["bouts"])
+    w._on_msg(w, {"type": "select", "key": key_str(key)}, [])
+    assert w.selected["tournament"] == vm.detail(key)["tournament"]
+
+    # a long reason is cut, once, to the bound
+    vm.apply({"type": "comparison", "jobId": job.id, "iteration": 2, "a": {"iteration": 2, "candidateId": 0},
+              "b": {"iteration": 2, "candidateId": 1}, "shownFirst": "a", "winner": "b", "reason": "because " * 200})
+    reason = vm.bouts((2, 0))[-1]["reason"]
+    assert len(reason) == REASON_CHARS and reason.startswith("because because") and reason.endswith("…")
+
+
+@pytest.mark.asyncio
+async def test_a_score_ranked_job_shows_no_tournament(tmp_path: Path) -> None:
+    job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, N=3, M=2, iterations=2, seed=3)
+    await job
+    vm = ViewModel()
+    vm.apply_all(job.history)
+    assert "ranking" not in vm.header()["params"] and not vm.state.comparisons
+    assert all("ranks" not in r and all("rank" not in c for c in r["cards"]) for r in vm.rows())
+    assert all("tournament" not in vm.detail(k) for k in vm.state.candidates)
+
+
 # -- usage and cost ------------------------------------------------------------------------------
 
 #: a ``complete`` event's usage as the openai set records it (beamkit.providers.openai.pricing)

@@ -16,6 +16,12 @@ Parts (each a JSON-ready value; see ``snapshot``):
 ``best``     best so far: scores, WHAT / HOW / combined prompts, lineage back to iteration 0
 ``chart``    best and mean total score per iteration
 ``usage``    what the job's providers used and cost (calls, tokens, images, cost, per model), or None
+
+A tournament job (``ranking="tournament"``) adds each kept card's ``rank`` and each row's
+``ranks``, and the detail view's ``tournament``: the candidate's ranks and its wins and losses
+with the judge's reasons. All of it is read from the state (the beams, best first, as the
+completed ``iteration`` events gave them with their ``rank``; the ``comparison`` events), never
+ranked here.
 """
 
 from __future__ import annotations
@@ -34,11 +40,24 @@ log = logging.getLogger(__name__)
 #: a view's own status when its stream broke: the job may still be running, somewhere
 DISCONNECTED = "disconnected"
 
-__all__ = ["ViewModel", "PARTS", "Key", "key_str", "state_of_result", "DISCONNECTED"]
+#: the most characters of a judge's reason that the detail view gets: enough to read, while a
+#: chatty judge over many comparisons cannot swell what is sent (the whole reason is in events.jsonl)
+REASON_CHARS = 240
+
+__all__ = ["ViewModel", "PARTS", "Key", "key_str", "state_of_result", "DISCONNECTED", "REASON_CHARS"]
 
 
 def key_str(key: Key) -> str:
     return f"{key[0]}-{key[1]}"
+
+
+def _cut(text: Any, limit: int = REASON_CHARS) -> str:
+    text = text if isinstance(text, str) else ""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _ref(d: Mapping[str, Any]) -> Key:
+    return (d["iteration"], d["candidateId"])
 
 
 def _num(v: Any) -> int | float:
@@ -227,6 +246,46 @@ class ViewModel:
     def lineage(self, key: Key | None) -> list[Key]:
         return [] if key is None else self.state.lineage(key)
 
+    # -- a tournament job -------------------------------------------------------------------------
+
+    @property
+    def tournament(self) -> bool:
+        return self.config.get("ranking") == "tournament"
+
+    def ranks(self, iteration: int) -> dict[Key, int]:
+        """A tournament job's ranks in the beam kept after ``iteration`` (1 for the best), else {}.
+
+        The state keeps each beam in the order of its completed ``iteration`` event's entries,
+        which a tournament job numbers with their ``rank`` in that same order."""
+        if not self.tournament:
+            return {}
+        return {k: n for n, k in enumerate(self.state.beams.get(iteration, ()), 1)}
+
+    def bouts(self, key: Key) -> list[dict[str, Any]]:
+        """The comparisons ``key`` took part in, in the order the judge gave them: ``{opponent, won,
+        reason, iteration, shownFirst}`` (whether ``key`` was the picture shown first, which the
+        judge's reason may speak of)."""
+        out = []
+        for c in self.state.comparisons:
+            a, b = _ref(c["a"]), _ref(c["b"])
+            if key not in (a, b):
+                continue
+            me = "a" if key == a else "b"
+            out.append({"opponent": key_str(b if me == "a" else a), "won": c["winner"] == me,
+                        "reason": _cut(c.get("reason")), "iteration": c["iteration"],
+                        "shownFirst": c["shownFirst"] == me})
+        return out
+
+    def standing(self, key: Key) -> dict[str, Any] | None:
+        """The detail view's tournament section for ``key``: its rank in each beam it was kept in,
+        its wins and losses and each comparison; None for a score-ranked job."""
+        if not self.tournament:
+            return None
+        bouts = self.bouts(key)
+        wins = sum(1 for b in bouts if b["won"])
+        ranks = [{"iteration": i, "rank": r} for i in sorted(self.state.beams) if (r := self.ranks(i).get(key))]
+        return {"ranks": ranks, "wins": wins, "losses": len(bouts) - wins, "bouts": bouts}
+
     def series(self) -> list[dict[str, Any]]:
         """Per iteration with a scored candidate: the best so far (the beam's top) and the iteration's mean."""
         return [
@@ -238,9 +297,13 @@ class ViewModel:
 
     def header(self) -> dict[str, Any]:
         c = self.config
-        params = {k: c.get(k) for k in ("N", "M", "iterations", "alpha", "temperature", "seed", "providers") if k in c}
+        params: dict[str, Any] = {
+            k: c.get(k) for k in ("N", "M", "iterations", "alpha", "temperature", "seed", "providers") if k in c
+        }
         if "iterations" not in params and self.total_iterations:
             params["iterations"] = self.total_iterations
+        if self.tournament:  # the default (score) goes unsaid
+            params.update({k: c[k] for k in ("ranking", "votes") if k in c})
         return {
             "jobId": self.job_id,
             "prompt": c.get("prompt", ""),
@@ -299,7 +362,7 @@ class ViewModel:
             return None  # nothing to say
         return out
 
-    def _card(self, key: Key, beam: set[Key] | None) -> dict[str, Any]:
+    def _card(self, key: Key, beam: set[Key] | None, ranks: Mapping[Key, int]) -> dict[str, Any]:
         c = self.state.candidates[key]
         card: dict[str, Any] = {
             "key": key_str(key),
@@ -312,6 +375,8 @@ class ViewModel:
                         strengths=list(c.strengths), weaknesses=list(c.weaknesses))
             if beam is not None:
                 card["kept"] = key in beam
+            if key in ranks:
+                card["rank"] = ranks[key]
         else:
             card["error"] = c.error or {"message": "failed", "code": ErrorCode.PROVIDER_ERROR}
         card["critique"] = c.critique
@@ -323,14 +388,18 @@ class ViewModel:
         status: str = r.status
         if not r.completed and self.done:
             status = "stopped"
-        return {
+        ranks = self.ranks(i)
+        out: dict[str, Any] = {
             "iteration": i,
             "dimension": r.dimension,
             "operation": r.operation,
             "status": status,
             "expected": self.config.get("N"),
-            "cards": [self._card(k, beam) for k in sorted(r.keys, key=lambda k: k[1])],
+            "cards": [self._card(k, beam, ranks) for k in sorted(r.keys, key=lambda k: k[1])],
         }
+        if ranks:  # the whole beam's: a parent carried over into it has a rank here too
+            out["ranks"] = {key_str(k): n for k, n in ranks.items()}
+        return out
 
     def rows(self) -> list[dict[str, Any]]:
         return [self.row(i) for i in sorted(self.state.rows) if self.state.rows[i].completed]
@@ -393,12 +462,16 @@ class ViewModel:
             return None
         d = flat(c)
         del d["imagePath"]
-        return {
+        out = {
             "key": key_str(key),
             **d,
             "parent": key_str(c.parent) if c.parent else None,
             "lineage": [key_str(k) for k in self.lineage(key)],
         }
+        standing = self.standing(key)
+        if standing is not None:
+            out["tournament"] = standing
+        return out
 
     def part(self, name: str) -> Any:
         return getattr(self, name)()

@@ -349,7 +349,7 @@ function render({ model, el }) {
           h("span", { title: "aesthetic (0–10)" }, `Ae ${fmt(card.aesthetic, 1)}`)),
       );
       const badge = card.kept === true ? "kept" : card.kept === false ? "pruned" : "";
-      if (badge) body.push(h("div", { class: `bk-badge bk-badge-${badge}` }, badge));
+      if (badge) body.push(h("div", { class: `bk-badge bk-badge-${badge}` }, badge, rankBadge(card.rank, iterOf(card.key))));
     } else {
       const e = card.error || {};
       body.push(h("div", { class: "bk-fail-icon" }, "✕"));
@@ -373,9 +373,15 @@ function render({ model, el }) {
     );
   }
 
+  // a tournament job's rank in the beam kept after an iteration (from the view model)
+  function rankBadge(rank, iteration) {
+    if (!rank) return null;
+    return h("span", { class: "bk-rank", title: `rank ${rank} in the beam of iteration ${iteration} (tournament)` }, ` #${rank}`);
+  }
+
   // A parent from an earlier iteration that stays in the beam of this one: the row shows
   // it too, so "kept" plus "carried over" adds up to M.
-  function drawCarried(key, iteration, bestKey) {
+  function drawCarried(key, iteration, bestKey, ranks) {
     const c = cards.get(key) || { key, id: Number(String(key).split("-")[1]) };
     const cls = ["bk-card", "bk-carried"];
     if (key === bestKey) cls.push("bk-is-best");
@@ -386,7 +392,7 @@ function render({ model, el }) {
       h("div", { class: "bk-card-id" }, `#${c.id}`, h("span", { class: "bk-parent" }, ` iter ${iterOf(key)}`)),
       thumbImg(key, "bk-thumb"),
       h("div", { class: "bk-total", title: "total score" }, fmt(c.total)),
-      h("div", { class: "bk-badge bk-badge-carried" }, "↻ carried"),
+      h("div", { class: "bk-badge bk-badge-carried" }, "↻ carried", rankBadge((ranks || {})[key], iteration)),
     );
   }
 
@@ -449,7 +455,7 @@ function render({ model, el }) {
         );
       }
       const items = row.cards.map((c) => drawCard(c, inBeam, bestKey));
-      for (const k of carried) items.push(drawCarried(k, row.iteration, bestKey));
+      for (const k of carried) items.push(drawCarried(k, row.iteration, bestKey, row.ranks));
       const missing = Math.max(0, (row.expected || 0) - row.cards.length);
       if (row.status === "stopped") {
         if (missing) items.push(h("div", { class: "bk-card bk-not-run" }, `${missing} not run`));
@@ -738,6 +744,33 @@ function render({ model, el }) {
       })));
   }
 
+  // a tournament job: the candidate's ranks, then each comparison with the judge's reason;
+  // a click on an opponent opens that one, as a lineage step does
+  function drawTournament(s) {
+    const t = s.tournament;
+    if (!t) return null;
+    const ranks = t.ranks.map((r) => `#${r.rank} after iteration ${r.iteration}`).join(", ");
+    const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const bouts = t.bouts.map((b) => {
+      const open = () => select(b.opponent);
+      return h("li", {
+        class: `bk-bout ${b.won ? "bk-bout-won" : "bk-bout-lost"}`, "data-key": b.opponent, role: "button", tabindex: 0,
+        title: `open ${b.opponent}`, onclick: open,
+        onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); ev.stopPropagation(); open(); } },
+      },
+        thumbImg(b.opponent, "bk-step-thumb"),
+        h("div", { class: "bk-step-body" },
+          h("div", { class: "bk-step-head" },
+            h("span", { class: "bk-bout-verdict" }, b.won ? "won" : "lost"), ` against ${b.opponent} · iteration ${b.iteration}`,
+            h("span", { class: "bk-bout-shown" }, ` · shown ${b.shownFirst ? "first" : "second"}`)),
+          b.reason ? h("div", { class: "bk-bout-reason" }, b.reason) : null));
+    });
+    return h("div", { class: "bk-detail-tournament" },
+      h("div", { class: "bk-label" }, `Tournament: ${plural(t.wins, "win", "wins")}, ${plural(t.losses, "loss", "losses")}`),
+      h("div", { class: "bk-tournament-ranks" }, ranks ? `rank ${ranks}` : "not kept in a beam"),
+      bouts.length ? h("ol", {}, bouts) : h("div", { class: "bk-empty" }, "no comparison"));
+  }
+
   function drawDetail() {
     if (!wanted) {
       if (detailEl.open) detailEl.close();
@@ -789,6 +822,7 @@ function render({ model, el }) {
             h("div", { class: "bk-sw" }, listBlock("strengths", strengths, "bk-strengths"), listBlock("weaknesses", weaknesses, "bk-weaknesses")),
             block("the judge's analysis", s.analysis, "bk-analysis"),
             child ? block(`its critique (refined by iteration ${iterOf(child.key)})`, child.critique, "bk-own-critique") : null)),
+        drawTournament(s),
         drawDetailLineage(s));
     }
     const focusInside = detailEl.open && (detailEl.contains(document.activeElement) || document.activeElement === document.body);
@@ -865,14 +899,19 @@ function render({ model, el }) {
       const rate = (winner) => model.send({ type: "rate", a, b, winner });
       const side = (key, winner, label) => h("button", { type: "button", class: `bk-compare-side bk-compare-${winner}`,
         onclick: () => rate(winner) }, thumbImg(key, "bk-compare-img"), h("span", {}, `${label} · ${key}`));
+      // data-lm-suppress-shortcuts and stopPropagation: JupyterLab's command mode binds 1 and 2
+      // (make the cell a heading), which are the compare mode's keys here
       const pane = h("div", { class: "bk-compare", tabindex: "0", role: "group", "aria-label": "which is better?",
+        "data-lm-suppress-shortcuts": "true",
         onkeydown: (ev) => {
+          if (ev.ctrlKey || ev.metaKey || ev.altKey) return; // Ctrl+S still saves
           const k = ev.key.toLowerCase();
           if (k === "arrowleft" || k === "1") rate("a");
           else if (k === "arrowright" || k === "2") rate("b");
           else if (k === "s") rate("skip");
           else return;
           ev.preventDefault();
+          ev.stopPropagation();
         } },
         h("div", { class: "bk-compare-pair" }, side(a, "a", "left is better (←/1)"), side(b, "b", "right is better (→/2)")),
         h("button", { type: "button", class: "bk-compare-skip", onclick: () => rate("skip") }, "Skip (S)"));
