@@ -14,9 +14,9 @@ consumer ignores; a known type with missing or ill-typed fields raises ``ValueEr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -66,10 +66,16 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.PENDING, JobStatus.RUNNING)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text: every event is stamped
+
+
 def timestamp() -> str:
     """ISO 8601 UTC with milliseconds and ``Z``."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{min(999, int((now - whole) * 1000)):03d}Z"
 
 
 # -- the events --------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ the reducer's ``SessionState`` (``Job.result``, ``beamkit.load``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .candidate import Candidate, best_of, lineage_of, operation_of, ref_dict
+from .candidate import Candidate, Key, best_of, lineage_of, operation_of, ref_dict
 
 if TYPE_CHECKING:
     from .state import SessionState
@@ -91,24 +92,8 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """Equal to the ``result`` of the job's ``complete`` event."""
-        best = self.best
-        best_dict = None
-        if best is not None:
-            best_dict = {
-                "whatPrompt": best.what_prompt,
-                "howPrompt": best.how_prompt,
-                "combinedPrompt": best.combined_prompt,
-                "imagePath": best.image_path,
-                "imageId": best.image_id,
-                "totalScore": best.total_score,
-                "alignmentScore": best.alignment_score,
-                "aestheticScore": best.aesthetic_score,
-                "iteration": best.iteration,
-                "candidateId": best.candidate_id,
-                "lineage": [ref_dict(k) for k in self.lineage(best)],
-            }
         return {
-            "bestCandidate": best_dict,
+            "bestCandidate": best_record({c.key: c for c in self.candidates}),
             "iterations": self.iterations_done,
             "candidatesEvaluated": sum(1 for c in self.candidates if c.ok),
             "candidatesFailed": sum(1 for c in self.candidates if c.status == "failed"),
@@ -257,3 +242,24 @@ def load(folder: str | os.PathLike[str]) -> Result:
     from .storage import load as _load
 
     return _load(folder)
+
+
+def best_record(candidates: Mapping[Key, Candidate]) -> dict[str, Any] | None:
+    """The best candidate of ``candidates`` as the ``complete`` event's ``bestCandidate`` (and
+    metadata.json's ``best``) write it, with its lineage; None when none is scored."""
+    best = best_of(candidates.values())
+    if best is None:
+        return None
+    return {
+        "whatPrompt": best.what_prompt,
+        "howPrompt": best.how_prompt,
+        "combinedPrompt": best.combined_prompt,
+        "imagePath": best.image_path,
+        "imageId": best.image_id,
+        "totalScore": best.total_score,
+        "alignmentScore": best.alignment_score,
+        "aestheticScore": best.aesthetic_score,
+        "iteration": best.iteration,
+        "candidateId": best.candidate_id,
+        "lineage": [ref_dict(k) for k in lineage_of(best.key, candidates)],
+    }

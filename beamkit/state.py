@@ -232,6 +232,10 @@ class SessionState:
             error=meta.get("error"), candidates=candidates, beams=beams, duration_ms=meta.get("duration"),
             usage=meta.get("usage"),
         )
+        # A tournament's verdicts, when the events that carried them are not at hand (metadata.json keeps them)
+        kept = meta.get("comparisons")
+        if not self.comparisons and isinstance(kept, list):
+            self.comparisons = [dict(c) for c in kept if isinstance(c, Mapping)]
 
     @classmethod
     def from_result(cls, result: Any, events: Iterable[Event | Mapping[str, Any]] = ()) -> SessionState:

@@ -218,3 +218,16 @@ def test_a_result_is_a_snapshot() -> None:
     s.candidates[(0, 0)].critiques["iter1-what"] = "later"
     assert r.candidates[0].critiques == {} and r.status == "running" and str(r.folder) == "x"
     json.dumps(r.to_dict())
+
+
+@pytest.mark.asyncio
+async def test_a_tournament_read_from_metadata_alone_keeps_its_verdicts(tmp_path):
+    import beamkit
+
+    job = beamkit.start("a fox", N=4, M=2, iterations=2, ranking="tournament", output=tmp_path, seed=3)
+    await job.wait()
+    verdicts = [(e["a"], e["b"], e["winner"], e["reason"]) for e in job.history if e["type"] == "comparison"]
+    assert verdicts
+    state = SessionState()
+    state.merge_metadata(json.loads((job.folder / "metadata.json").read_text()))
+    assert [(c["a"], c["b"], c["winner"], c["reason"]) for c in state.comparisons] == verdicts

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..candidate import Candidate
 from ..engine.recorder import SearchRecord
-from ..result import Result
+from ..result import best_record
 
 
 def _dumps(value: Any) -> str:
@@ -64,9 +64,7 @@ class MetadataRecord:
             for ref in refs:
                 if ref in self._kept:
                     self._put(self._kept[ref])
-        result = Result(record.job_id, record.config, record.status, record.candidates, record.beams,
-                        record.duration_ms, record.usage, record.error)
-        best = result.to_dict()["bestCandidate"]
+        best = best_record(self._kept)  # every finished candidate, so every parent of a lineage
         head = _dumps({"jobId": record.job_id, "status": record.status, "config": record.config})
         tail = _dumps({
             "beams": {str(i): [{"iteration": a, "candidateId": b} for a, b in refs] for i, refs in record.beams.items()},
