@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .providers.base import MAX_NAME, ROLES, check_providers
+from .providers.base import ALL_ROLES, MAX_NAME, OPTIONAL_ROLES, ROLES, check_providers
 from .settings import DEFAULT_PROVIDERS
 
 MAX_PROMPT_CHARS = 4000
@@ -54,11 +54,13 @@ FIELDS: tuple[Field, ...] = (
     Field("seed", int, None, -(2**63), 2**63 - 1, nullable=True,
           help="makes a run repeatable; drawn and recorded when omitted"),
     Field("providers", str, DEFAULT_PROVIDERS, 1, MAX_NAME, parse=check_providers,
-          help="a provider for every role, or an object naming the provider of each role",
+          help=f"a provider for every role, or an object naming the provider of each role ({', '.join(ROLES)}, "
+               f"and optionally {' and '.join(OPTIONAL_ROLES)}: the tournament's judge, by default the vision "
+               "role's provider)",
           schema={"oneOf": [
               {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
               {"type": "object", "required": list(ROLES), "additionalProperties": False,
-               "properties": {r: {"type": "string", "minLength": 1, "maxLength": MAX_NAME} for r in ROLES}},
+               "properties": {r: {"type": "string", "minLength": 1, "maxLength": MAX_NAME} for r in ALL_ROLES}},
           ]}),
     Field("stop_when", dict, None, nullable=True, parse=lambda v: check_stop_when(v),
           help="ends the job early: plateau (iterations without a better best), score (a best total reached), "
@@ -97,7 +99,8 @@ class JobParams:
     alpha: float = _DEFAULT["alpha"]
     temperature: float = _DEFAULT["temperature"]
     seed: int | None = None
-    #: a name (every role from it), or the provider of each role: {"llm": ..., "image": ..., "vision": ...}
+    #: a name (every role from it), or the provider of each role: {"llm": ..., "image": ..., "vision": ...},
+    #: perhaps with a "judge" (ranking="tournament"; without one the vision role's provider judges)
     providers: str | dict[str, str] = _DEFAULT["providers"]
     #: {"plateau": k, "score": x, "images": n, "usd": d}, any subset; None runs every iteration
     stop_when: dict[str, float] | None = None

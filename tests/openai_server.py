@@ -1,7 +1,7 @@
 """A small OpenAI-compatible server for tests: the real ``openai.AsyncOpenAI`` talks to it over HTTP.
 
 It implements ``POST /v1/chat/completions`` (plausible prompt text; JSON scores for a
-request that carries an image) and ``POST /v1/images/generations`` (``b64_json`` of a
+request that carries an image; a verdict for a comparison, which carries two) and ``POST /v1/images/generations`` (``b64_json`` of a
 real PNG), records every request, and injects faults on demand::
 
     server.fail("429", on="image", times=2, retry_after_ms=20)
@@ -15,6 +15,8 @@ and behaves as other compatible servers do when told to::
     server.image_reply = "url"                    # images as a URL to fetch (LiteLLM's mock, llmock)
     server.json_object = "ignore"                 # json_object answered with an unrelated object (llmock)
     server.json_object = "only"                   # json_schema refused with a 400 (json_object honoured)
+    server.judge = "first"                        # comparisons: always the first picture shown (the default),
+                                                  # "second", or "garbage" (a reply naming neither picture)
 
 It runs in-process on the test's event loop (Tornado on asyncio), on 127.0.0.1 and a free port.
 The ``openai_server`` fixture starts one per test.
@@ -155,6 +157,9 @@ class FakeOpenAI:
         #: (json_schema refused with a 400, json_object honoured), or "none" (any response_format refused)
         self.json_object = "honour"
         self.files: dict[str, bytes] = {}
+        #: how a comparison (a chat request with two pictures) is answered: "first" (always the first
+        #: picture shown, whatever it is), "second", or "garbage" (prose that names neither picture)
+        self.judge = "first"
 
     # --- control ---------------------------------------------------------------------------
 
@@ -349,14 +354,17 @@ def _user_prompt(messages: list[dict[str, Any]]) -> str:
     return "something"
 
 
-def _has_image(body: Any) -> bool:
+def _images(body: Any) -> int:
+    """How many pictures a chat request carries."""
     if not isinstance(body, dict):
-        return False
-    for m in body.get("messages") or []:
-        content = m.get("content")
-        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "image_url" for p in content):
-            return True
-    return False
+        return 0
+    return sum(isinstance(p, dict) and p.get("type") == "image_url"
+               for m in body.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("content"), list)
+               for p in m["content"])
+
+
+def _has_image(body: Any) -> bool:
+    return _images(body) > 0
 
 
 class ChatHandler(_Base):
@@ -379,7 +387,15 @@ class ChatHandler(_Base):
         if asked == "json_schema" and self.fake.json_object == "only":
             return self.error(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with "
                                    "this model.", param="response_format")
-        if self.rec.kind == "vision":
+        if self.rec.kind == "vision" and _images(body) == 2:
+            content = {
+                "first": json.dumps({"winner": "first", "reason": "The first picture shows the request better."}),
+                "second": json.dumps({"winner": "second", "reason": "The second picture shows the request better."}),
+                "garbage": "Both pictures have their merits; it is hard to say.",
+            }[self.fake.judge]
+            if asked == "json_object" and self.fake.json_object == "ignore":
+                content = json.dumps({"status": "ok", "result": "processed", "id": n})
+        elif self.rec.kind == "vision":
             h = int(hashlib.sha256(f"{seed}-{n}".encode()).hexdigest(), 16)
             scores = {
                 "alignment": 40 + h % 56,

@@ -40,7 +40,8 @@ def test_defaults():
         ({"prompt": "x", "seed": True}, "seed"),
         ({"prompt": "x", "providers": 3}, "providers"),
         ({"prompt": "x", "providers": {"llm": "offline", "image": "offline"}}, "providers"),
-        ({"prompt": "x", "providers": {"llm": "a", "image": "b", "vision": "c", "judge": "d"}}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "a", "image": "b", "vision": "c", "critic": "d"}}, "providers"),
+        ({"prompt": "x", "providers": {"llm": "a", "image": "b", "vision": "c", "judge": ""}}, "providers"),
         ({"prompt": "x", "providers": {"llm": "a", "image": None, "vision": "c"}}, "providers"),
         ({"prompt": "x", "providers": {"llm": "a", "image": "\ud800", "vision": "c"}}, "providers"),
         ({"prompt": "x", "beamWidth": 3}, "beamWidth"),
@@ -83,3 +84,6 @@ def test_providers_is_a_name_or_one_per_role():
     schema = json_schema()["properties"]["providers"]
     assert schema["default"] == "offline" and [s["type"] for s in schema["oneOf"]] == ["string", "object"]
     assert schema["oneOf"][1]["required"] == ["llm", "image", "vision"]
+    assert list(schema["oneOf"][1]["properties"]) == ["llm", "image", "vision", "judge"]  # the judge is optional
+    judged = validate({"prompt": "x", "providers": {"judge": "openai", "vision": "offline", "llm": "a", "image": "b"}})
+    assert judged.providers == {"llm": "a", "image": "b", "vision": "offline", "judge": "openai"}

@@ -102,7 +102,9 @@ def sim() -> Any:
 
 @pytest.mark.parametrize("value,words", [
     ({"llm": "offline", "image": "offline"}, "no provider for the vision role"),
-    ({"llm": "offline", "image": "offline", "vision": "offline", "judge": "x"}, "unknown role 'judge'"),
+    ({"llm": "offline", "image": "offline", "vision": "offline", "critic": "x"}, "unknown role 'critic'"),
+    ({"llm": "offline", "image": "offline", "judge": "offline"}, "no provider for the vision role"),
+    ({"llm": "offline", "image": "offline", "vision": "offline", "judge": 3}, "for the judge role must be a provider"),
     ({"llm": "offline", "image": 3, "vision": "offline"}, "for the image role must be a provider name"),
     ({"llm": "offline", "image": " ", "vision": "offline"}, "for the image role must be 1 to 100"),
     (["offline"], "must be a provider name or an object"),
@@ -123,6 +125,9 @@ def test_a_name_gives_every_role_and_a_mapping_one_each(painter, sim):
     assert roles.limits["image"] == Limit(concurrency=1) and roles.info["image"] == {"provider": name, "model": "paint-1"}
     assert resolve(sim[0]).providers == dict.fromkeys(ALL, sim[0])
     assert check_providers({"vision": "b", "llm": "a", "image": "c"}) == {"llm": "a", "image": "c", "vision": "b"}
+    assert check_providers({"judge": " d ", "vision": "b", "llm": "a", "image": "c"}) == {
+        "llm": "a", "image": "c", "vision": "b", "judge": "d"}
+    assert "judge" not in resolve(sim[0]).handles  # one name gives the roles a job needs; the vision role judges
 
 
 def test_an_unknown_provider_or_one_without_the_role_is_refused(painter):
@@ -133,6 +138,28 @@ def test_an_unknown_provider_or_one_without_the_role_is_refused(painter):
     with pytest.raises(InvalidRequest) as info:
         resolve(name)  # offers only images
     assert info.value.message == f"provider '{name}' does not offer the llm role (it offers image)"
+    with pytest.raises(InvalidRequest) as info:
+        resolve({"llm": "offline", "image": "offline", "vision": "offline", "judge": name})
+    assert info.value.message == f"provider '{name}' does not offer the judge role (it offers image)"
+
+
+class Blind(Provider):
+    """Offers the judge role, but its object has no compare."""
+
+    roles = ("judge",)
+
+    def create(self, role: str, options: RoleOptions) -> RoleHandle:
+        return Simulation().provider.create("vision", options)
+
+
+def test_a_judge_role_whose_object_cannot_compare_is_refused_when_the_job_is_made():
+    name = fresh(Blind())
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            resolve({"llm": "offline", "image": "offline", "vision": "offline", "judge": name})
+        assert info.value.field == "providers" and "cannot compare two pictures" in info.value.message
+    finally:
+        unregister(name)
 
 
 # -- declared settings ------------------------------------------------------------------------------
@@ -433,8 +460,8 @@ async def test_an_unavailable_provider_is_listed_and_refused_with_its_install_hi
         providers = {"llm": sim[0], "image": name, "vision": sim[0]}
         code, err = await running.json("/api/beam-search", "POST", {"prompt": "a fox", "providers": providers})
         assert code == 400 and err["code"] == "INVALID_REQUEST"
-        assert err["error"] == (f"provider '{name}' is not available: the module 'no_such_gpu_module' is not installed; "
-                                "pip install beamkit[diffusers]")
+        assert err["error"] == (f"for the image role: provider '{name}' is not available: the module "
+                                "'no_such_gpu_module' is not installed; pip install beamkit[diffusers]")
     finally:
         await running.server.stop()
         unregister(name)

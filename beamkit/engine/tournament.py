@@ -244,19 +244,22 @@ class KeepingRecorder:
 
 
 def for_search(search: Any) -> Tournament:
-    """The tournament of a ``BeamSearch``: judge calls under the vision limits, verdicts as events."""
+    """The tournament of a ``BeamSearch``: judge calls under the judge role's limits (the vision
+    role's when the job names no judge: its object judges), verdicts as events."""
     from .. import events as ev
-    from ..errors import ErrorCode
+    from ..errors import InvalidRequest
 
     judge = search.providers.judge
     if judge is None:
-        raise BeamkitError(f"ranking='tournament' needs a judge, and the vision provider "
-                           f"'{search.providers.providers.get('vision')}' cannot compare pictures",
-                           ErrorCode.INVALID_REQUEST, fatal=True)
+        raise InvalidRequest(f"ranking='tournament' needs a judge, and the vision role's provider "
+                             f"'{search.providers.providers.get('vision')}' cannot compare pictures: name a provider "
+                             "that can as the judge role (providers={..., \"judge\": NAME}; `beamkit providers` "
+                             "lists those that offer it)", "providers")
+    kind = "judge" if "judge" in search.providers.handles else "vision"
     prompt = search.params.prompt
 
     async def call(first: bytes, second: bytes, seed: int) -> tuple[Side | None, str]:
-        verdict = await search._call("vision", judge.compare, first, second, prompt, seed=seed)
+        verdict = await search._call(kind, judge.compare, first, second, prompt, seed=seed)
         winner = getattr(verdict, "winner", None)
         if winner not in ("a", "b"):
             return None, f"the judge answered {winner!r}, not 'a' or 'b'"
@@ -268,3 +271,15 @@ def for_search(search: Any) -> Tournament:
         search.emit(ev.comparison(search.job_id, wire))
 
     return Tournament(call, search._seed, search.params.votes, on_comparison)
+
+
+def comparisons(N: int, M: int, iterations: int) -> list[int]:
+    """The most pairs a tournament job asks in each iteration (each asked ``votes`` times): what
+    ``beamkit.estimate`` counts.
+
+    Iteration 0 ranks its N children alone; each later one ranks the beam (at most M parents)
+    with its N children. ``upper_bound`` grows with the pool, so fewer survivors ask no more; pairs
+    that earlier verdicts decide (the parents' order among themselves, at least) are asked less often.
+    """
+    beam = min(M, N)
+    return [upper_bound(N, beam)] + [upper_bound(N + beam, beam)] * (iterations - 1)

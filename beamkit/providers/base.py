@@ -1,10 +1,10 @@
 """Provider roles (SPEC section 7), the provider declaration, and the bundle a job's engine gets.
 
-A *provider* offers one or more *roles* (``llm``, ``image``, ``vision``); a job takes each
-role from the provider it names, so "LLM and vision from one server, images from another"
-is one mapping. A provider declares its settings once (:class:`Setting`); that declaration
-drives validation, environment variables, ``beamkit providers``, ``GET /api/providers``
-and the docs.
+A *provider* offers one or more *roles* (``llm``, ``image``, ``vision``, and the optional
+``judge``); a job takes each role from the provider it names, so "LLM and vision from one
+server, images from another" is one mapping. A provider declares its settings once
+(:class:`Setting`); that declaration drives validation, environment variables, ``beamkit
+providers``, ``GET /api/providers`` and the docs.
 
 Every role call takes a keyword-only ``seed``: the engine derives one per call from the
 job seed, the iteration, the candidate and the operation, so a provider that honours it
@@ -27,11 +27,15 @@ from ..errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 
-Role = Literal["llm", "image", "vision"]
+Role = Literal["llm", "image", "vision", "judge"]
 #: the roles a job needs, in the order they are listed and resolved
 ROLES: tuple[str, ...] = ("llm", "image", "vision")
+#: roles a mapping may name besides: without a ``judge`` the vision role's object compares pictures
+OPTIONAL_ROLES: tuple[str, ...] = ("judge",)
+#: every role a mapping may name, in the order they are listed and resolved
+ALL_ROLES: tuple[str, ...] = ROLES + OPTIONAL_ROLES
 #: the kinds of provider call; limits, timeouts and usage are kept per kind (one kind per role)
-KINDS = ROLES
+KINDS = ALL_ROLES
 
 
 #: the longest provider name a job may give
@@ -41,8 +45,9 @@ MAX_NAME = 100
 def check_providers(value: Any) -> str | dict[str, str]:
     """A job's ``providers`` as given: a name, or a mapping naming the provider of each role.
 
-    Raises ``InvalidRequest`` (field ``providers``) for anything else, naming a missing or
-    unknown role. Whether the names exist is the registry's business.
+    A mapping names each of ``ROLES`` and may name a ``judge`` (the tournament's; absent, the
+    vision role's object judges). Raises ``InvalidRequest`` (field ``providers``) for anything
+    else, naming a missing or unknown role. Whether the names exist is the registry's business.
     """
 
     def name(v: Any, what: str) -> str:
@@ -57,17 +62,21 @@ def check_providers(value: Any) -> str | dict[str, str]:
     if isinstance(value, str):
         return name(value, "")
     if isinstance(value, Mapping):
-        unknown = [k for k in value if k not in ROLES]
+        unknown = [k for k in value if k not in ALL_ROLES]
         if unknown:
             raise InvalidRequest(f"'providers' names an unknown role '{unknown[0]}' (the roles are "
-                                 f"{', '.join(ROLES)})", "providers")
+                                 f"{_listed()})", "providers")
         missing = [r for r in ROLES if r not in value]
         if missing:
             raise InvalidRequest(f"'providers' gives no provider for the {missing[0]} role (name one for each of "
                                  f"{', '.join(ROLES)}, or give one name for all)", "providers")
-        return {r: name(value[r], f"for the {r} role") for r in ROLES}
-    raise InvalidRequest("'providers' must be a provider name or an object naming the provider of each role "
-                         "(llm, image, vision)", "providers")
+        return {r: name(value[r], f"for the {r} role") for r in ALL_ROLES if r in value}
+    raise InvalidRequest(f"'providers' must be a provider name or an object naming the provider of each role "
+                         f"({_listed()})", "providers")
+
+
+def _listed() -> str:
+    return ", ".join(ROLES) + "".join(f", {r} (optional)" for r in OPTIONAL_ROLES)
 
 
 @dataclass

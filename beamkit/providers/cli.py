@@ -6,11 +6,12 @@ import argparse
 import json
 from typing import Any
 
-from .base import ROLES
+from .base import ALL_ROLES, ROLES
 
 
 def parse_providers(text: str) -> str | dict[str, str]:
-    """``openai`` (every role), or ``llm=openai,image=offline,vision=openai`` (one per role)."""
+    """``openai`` (every role), or ``llm=openai,image=offline,vision=openai`` (one per role), perhaps
+    with ``judge=NAME`` (the tournament's judge; without one the vision role's provider judges)."""
     if "=" not in text:
         return text
     out: dict[str, str] = {}
@@ -18,8 +19,8 @@ def parse_providers(text: str) -> str | dict[str, str]:
         role, sep, name = part.partition("=")
         role, name = role.strip(), name.strip()
         if not sep or not role or not name:
-            raise argparse.ArgumentTypeError(f"--providers takes NAME or ROLE=NAME,... (roles {', '.join(ROLES)}), "
-                                             f"not {text!r}")
+            raise argparse.ArgumentTypeError(f"--providers takes NAME or ROLE=NAME,... (roles {', '.join(ROLES)}, "
+                                             f"and optionally judge), not {text!r}")
         if role in out:
             raise argparse.ArgumentTypeError(f"--providers names the {role} role twice")
         out[role] = name
@@ -38,7 +39,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise argparse.ArgumentTypeError(f"--set takes NAME=VALUE or ROLE.NAME=VALUE, not {item!r}")
         role, dot, name = key.partition(".")
-        if dot and role in ROLES:
+        if dot and role in ALL_ROLES:
             if not name:
                 raise argparse.ArgumentTypeError(f"--set {item!r} names no setting after '{role}.'")
             settings.setdefault(role, {})[name] = value

@@ -1,6 +1,7 @@
 """From a job's ``providers`` and ``provider_settings`` to its :class:`Roles`.
 
-``providers`` is a name (every role from that provider) or a mapping naming each role.
+``providers`` is a name (every role from that provider) or a mapping naming each role, and
+perhaps a ``judge`` (without one, the vision role's object judges a tournament).
 ``provider_settings`` is flat (each key goes to every role whose provider declares it) or
 per role (``{"image": {"model": ...}}``), or both at once. A role's setting is the first
 value found in: the job's per-role settings, the job's flat settings, a request header the
@@ -20,7 +21,7 @@ from typing import Any
 
 from ..errors import BeamkitError, ErrorCode, InvalidRequest
 from . import registry
-from .base import ROLES, Provider, RoleHandle, RoleOptions, Roles, Setting, check_providers
+from .base import ALL_ROLES, ROLES, Judge, Provider, RoleHandle, RoleOptions, Roles, Setting, check_providers
 
 #: settings of a server (or of the Jupyter extension) for each provider, by provider name
 ServerSettings = Mapping[str, Mapping[str, Any]]
@@ -41,7 +42,12 @@ def choose(providers: str | Mapping[str, str]) -> dict[str, str]:
     choice = check_providers(providers)
     by_role = {role: choice for role in ROLES} if isinstance(choice, str) else dict(choice)
     for role, name in by_role.items():
-        provider = registry.get(name)
+        try:
+            provider = registry.get(name)
+        except InvalidRequest as exc:
+            if isinstance(choice, str):
+                raise
+            raise InvalidRequest(f"for the {role} role: {exc.message}", "providers") from None
         if role not in provider.roles:
             offers = ", ".join(provider.roles) or "no role"
             raise InvalidRequest(f"provider '{name}' does not offer the {role} role (it offers {offers})", "providers")
@@ -61,7 +67,7 @@ def _split(settings: Mapping[str, Any] | None, where: str) -> tuple[dict[str, An
     flat: dict[str, Any] = {}
     per: dict[str, dict[str, Any]] = {}
     for key, value in settings.items():
-        if key in ROLES:
+        if key in ALL_ROLES:
             if not isinstance(value, Mapping):
                 raise InvalidRequest(f"{where}['{key}'] must be an object of the {key} role's settings", str(key))
             per[key] = dict(value)
@@ -121,6 +127,11 @@ def plan(
             known = "; ".join(f"{r} ({by_role[r]}): {_known(provider_of[r], r)}" for r in by_role)
             raise InvalidRequest(f"unknown provider setting '{key}' (settings by role: {known})", key)
     for role, section in job_per.items():
+        if role not in by_role:
+            # Only the optional judge can be missing; its settings would go nowhere, silently.
+            raise InvalidRequest(f"provider_settings has settings for the {role} role, but 'providers' names no "
+                                 f"{role} (without one the vision role judges: set its settings under 'vision', "
+                                 f"or name a {role} provider)", role)
         for key in section:
             if _canonical(provider_of[role], role, key) is None:
                 raise InvalidRequest(
@@ -205,6 +216,10 @@ def _create(p: RolePlan) -> RoleHandle:
     if not isinstance(handle, RoleHandle):
         raise BeamkitError(f"provider '{p.name}' answered create('{p.role}') with {type(handle).__name__}, "
                            "not a RoleHandle", ErrorCode.INTERNAL_ERROR, fatal=True)
+    if p.role == "judge" and not isinstance(handle.impl, Judge):
+        _discard({p.role: handle})
+        raise InvalidRequest(f"provider '{p.name}' offers the judge role but its object cannot compare two "
+                             "pictures (it has no compare(image_a, image_b, user_prompt, *, seed))", "providers")
     return handle
 
 

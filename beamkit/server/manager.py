@@ -185,7 +185,11 @@ class JobManager:
                 ErrorCode.RATE_LIMIT,
                 maxJobs=self.max_jobs,
             )
-        job = Job(params, self.output, roles=roles)
+        try:
+            job = Job(params, self.output, roles=roles)
+        except BaseException:  # refused (a tournament without a judge, a folder that cannot be made)
+            asyncio.get_running_loop().create_task(roles.aclose())
+            raise
         feed = Feed(job, ev.timestamp())
         job.add_listener(feed.publish)
         self._live[job.id] = feed

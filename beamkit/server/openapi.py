@@ -18,6 +18,7 @@ from .. import __version__
 from ..errors import ErrorCode
 from ..params import json_schema
 from ..providers import ROLES, registry
+from ..providers.base import ALL_ROLES
 
 FILE = Path(__file__).with_name("openapi.json")
 
@@ -60,7 +61,7 @@ def provider_names(*, served: bool = False) -> dict[str, list[str]]:
     The committed document lists the built-in providers; a server's own document lists the
     providers available in its process (plug-ins and registered ones too).
     """
-    by_role: dict[str, list[str]] = {role: [] for role in ROLES}
+    by_role: dict[str, list[str]] = {role: [] for role in ALL_ROLES}
     every: list[str] = []
     for p in registry.describe():
         if (not p.get("available")) if served else p.get("origin") != "builtin":
@@ -83,7 +84,7 @@ def providers_schema(names: dict[str, list[str]]) -> dict[str, Any]:
         "anyOf": [
             {"type": "string", "enum": names["all"]},
             {"type": "object", "required": list(ROLES), "additionalProperties": False,
-             "properties": {r: {"type": "string", "enum": names[r]} for r in ROLES}},
+             "properties": {r: {"type": "string", "enum": names[r]} for r in ALL_ROLES}},
         ],
     }
 
@@ -224,7 +225,7 @@ def _schemas() -> dict[str, Any]:
                 "install": {"type": ["string", "null"], "description": "what would make it available"},
                 "origin": {"enum": ["builtin", "plugin", "registered"]},
                 "source": STR, "description": STR,
-                "roles": {"type": "array", "items": {"enum": list(ROLES)}},
+                "roles": {"type": "array", "items": {"enum": list(ALL_ROLES)}},
                 "settings": {"type": "array", "items": _ref("Setting")},
                 "aliases": {"type": "object", "additionalProperties": STR,
                             "description": "older flat names and the role.name they stand for"},

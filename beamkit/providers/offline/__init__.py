@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ..base import ROLES, GeneratedImage, Limit, Provider, RoleHandle, RoleOptions, Verdict, VisionResult
+from ..base import ALL_ROLES, GeneratedImage, Limit, Provider, RoleHandle, RoleOptions, Verdict, VisionResult
 from .judge import compare
 from .llm import OfflineLLM
 from .painter import paint
@@ -23,7 +23,7 @@ from .vision import judge
 __all__ = ["OfflineProvider", "OfflineLLM", "OfflinePainter", "OfflineVision"]
 
 #: the model name each role reports its usage under
-MODELS = {"llm": "offline-llm", "image": "offline-painter", "vision": "offline-vision"}
+MODELS = {"llm": "offline-llm", "image": "offline-painter", "vision": "offline-vision", "judge": "offline-vision"}
 LLM_OPERATIONS = ("expand", "refine", "critique", "combine")
 
 
@@ -84,7 +84,7 @@ class OfflineVision:
 
 class OfflineProvider(Provider):
     name = "offline"
-    roles = ROLES
+    roles = ALL_ROLES  # the judge role is a vision object of its own (its compare, its own limit)
     description = "no network, no weights, no key; deterministic for a seed (docs/offline-world.md)"
 
     def create(self, role: str, options: RoleOptions) -> RoleHandle:

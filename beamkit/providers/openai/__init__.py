@@ -1,8 +1,9 @@
 """The ``openai`` provider: OpenAI, or any OpenAI-compatible server, through the official client.
 
 LLM and vision use Chat Completions (the image goes as a base64 ``data:`` URL and the
-scores come back as JSON), images use the Images API with base64 output. Each role has
-its own client, base URL, key and model. See docs/providers.md for settings, defaults,
+scores come back as JSON), images use the Images API with base64 output. The vision object
+also compares two pictures (``compare``, a tournament's judge); the optional ``judge`` role
+is such an object with a client of its own. Each role has its own client, base URL, key and model. See docs/providers.md for settings, defaults,
 limits and prices.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import ROLES, Provider, RoleHandle, RoleOptions
+from ..base import ALL_ROLES, Provider, RoleHandle, RoleOptions
 from .config import ALIASES, API_KEY_HEADER, SETTINGS, OpenAIConfig, config_for
 from .pricing import DEFAULT_PRICES
 
@@ -21,7 +22,7 @@ __all__ = ["OpenAIProvider", "OpenAIConfig", "DEFAULT_PRICES", "NAME", "API_KEY_
 
 class OpenAIProvider(Provider):
     name = NAME
-    roles = ROLES
+    roles = ALL_ROLES
     settings = SETTINGS
     aliases = ALIASES
     description = "OpenAI, or any OpenAI-compatible server (vLLM, Ollama, LM Studio), per role"
@@ -34,7 +35,8 @@ class OpenAIProvider(Provider):
 
         config = config_for(role, options.settings, temperature=options.temperature, seed=options.seed)
         backend = Backend(config)
-        impl = {"llm": OpenAILLM, "image": OpenAIImage, "vision": OpenAIVision}[role](backend)
+        # The judge role is a vision object of its own: its compare() runs on its own client and limits.
+        impl = {"llm": OpenAILLM, "image": OpenAIImage, "vision": OpenAIVision, "judge": OpenAIVision}[role](backend)
         return RoleHandle(
             impl,
             limit=config.limit,

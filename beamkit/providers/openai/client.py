@@ -1,4 +1,4 @@
-"""The three roles, each over its own ``AsyncOpenAI`` client (its own base URL, key and model).
+"""The roles, each over its own ``AsyncOpenAI`` client (its own base URL, key and model).
 
 Retries of 5xx, 408, 409 and timeouts are the client's own (``max_retries``). A 429 inside an
 engine call is left to the engine's adaptive limiter (engine/limits.py): every reply's
@@ -7,7 +7,8 @@ raises at once, and the limiter pauses the kind for the ``retry-after`` and retr
 an engine call (a role object used alone) the client retries 429s itself, as before.
 
 This module adds only what the client cannot know: one rephrased retry after a content-policy
-refusal, one re-ask after an unreadable vision reply, dropping a parameter that a model says it
+refusal, one re-ask after an unreadable vision reply (a comparison is not re-asked: the
+tournament counts an unreadable verdict as no vote), dropping a parameter that a model says it
 does not take, stepping down from ``json_schema`` to ``json_object`` to plain text for a judge
 that refuses one (remembered per model), and fetching an image that a server answers with a
 ``url`` (http and https only, size-capped). Cancelling the calling task cancels the HTTP request
@@ -33,11 +34,11 @@ from openai import AsyncOpenAI
 from ...candidate import Candidate, Dimension
 from ...engine import limits
 from ...errors import AuthError, BeamkitError, ErrorCode, ProviderError
-from ..base import GeneratedImage, VisionResult
+from ..base import GeneratedImage, Verdict, VisionResult
 from . import prompts
 from .config import OpenAIConfig
 from .errors import ContentPolicyRefusal, detail_of, is_content_policy, scrub, to_beamkit, unsupported_param
-from .parse import ReplyError, clean_text, parse_scores
+from .parse import ReplyError, clean_text, parse_scores, parse_verdict
 from .pricing import UsageCounter
 
 log = logging.getLogger("beamkit.providers.openai")
@@ -134,8 +135,12 @@ class Backend:
     # --- chat ---------------------------------------------------------------------------------
 
     async def chat(self, messages: list[dict[str, Any]], *, model: str, operation: str, seed: int,
-                   temperature: float | None, max_tokens: int | None, json_mode: bool = False) -> str:
+                   temperature: float | None, max_tokens: int | None, json_mode: bool = False,
+                   schema: dict[str, Any] | None = None) -> str:
         """One chat completion (after any parameter adaptation); its text, or a mapped error.
+
+        ``json_mode`` asks for JSON, stepping down ``FORMATS``; ``schema`` is the ``json_schema``
+        format's (the vision scores' when not given).
 
         A refusal (HTTP 400 on content grounds, a ``content_filter`` finish, or a ``refusal``)
         raises :class:`ContentPolicyRefusal` so that the caller can rephrase once.
@@ -155,7 +160,7 @@ class Backend:
                     params["max_tokens"] = max_tokens
             answer_format = FORMATS[self._format.get(model, 0)] if json_mode and self.config.json_mode else None
             if answer_format == "json_schema":
-                params["response_format"] = {"type": "json_schema", "json_schema": prompts.SCORES_SCHEMA}
+                params["response_format"] = {"type": "json_schema", "json_schema": schema or prompts.SCORES_SCHEMA}
             elif answer_format == "json_object":
                 params["response_format"] = {"type": "json_object"}
             try:
@@ -433,13 +438,15 @@ class OpenAIVision:
     def __repr__(self) -> str:
         return f"<OpenAIVision {self._b.config.model}>"
 
+    def _data_url(self, image: bytes) -> str:
+        png = to_png(image, "vision input")
+        if self._b.config.detail == "low":
+            png = _downscale_png(png, 512)
+        return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
     async def analyze(self, image: bytes, user_prompt: str, *, seed: int) -> VisionResult:
         c = self._b.config
-        png = to_png(image, "vision input")
-        if c.detail == "low":
-            png = _downscale_png(png, 512)
-        data_url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        messages = prompts.vision(user_prompt, data_url, c.detail)
+        messages = prompts.vision(user_prompt, self._data_url(image), c.detail)
         kwargs = dict(
             model=c.model, operation="vision", temperature=c.temperature,
             max_tokens=c.max_tokens, json_mode=True,
@@ -459,3 +466,22 @@ class OpenAIVision:
             raise ProviderError(
                 f"OpenAI {what} gave no readable scores, also when asked again: {exc} (first reply: {first_reason})"
             ) from None
+
+    async def compare(self, image_a: bytes, image_b: bytes, user_prompt: str, *, seed: int) -> Verdict:
+        """Which of two pictures better fits the user's prompt: ``"a"`` the first given, ``"b"`` the second.
+
+        One chat call carries both pictures, labelled first and second, and asks for
+        ``{"winner": "first"|"second", "reason": ...}`` with the vision analysis's format step-down.
+        An unreadable answer is a ``PROVIDER_ERROR`` with the reason (the tournament counts no vote).
+        """
+        c = self._b.config
+        messages = prompts.compare(user_prompt, self._data_url(image_a), self._data_url(image_b), c.detail)
+        what = f"comparison ({c.model})"
+        reply = await self._b.chat_with_policy_retry(
+            messages, what=what, seed=seed, model=c.model, operation="compare", temperature=c.temperature,
+            max_tokens=c.max_tokens, json_mode=True, schema=prompts.VERDICT_SCHEMA,
+        )
+        try:
+            return parse_verdict(reply)
+        except ReplyError as exc:
+            raise ProviderError(f"OpenAI {what} gave no readable verdict: {exc}") from None

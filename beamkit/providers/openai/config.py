@@ -1,9 +1,11 @@
 """The settings the ``openai`` provider declares, and one role's configuration built from them.
 
-Each role takes its own base URL, key and model (``BEAMKIT_LLM_BASE_URL``, ...), falling back
-to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, so the LLM and vision can talk to one server and
-images to another. The key is held only here and in the client; it is left out of ``repr``
-and of :meth:`OpenAIConfig.public`, which is what may be shown or stored.
+Each role takes its own base URL, key and model (``BEAMKIT_LLM_BASE_URL``, ...,
+``BEAMKIT_JUDGE_MODEL``), falling back to ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, so the LLM
+and vision can talk to one server and images to another. The optional ``judge`` role is a
+vision client of its own (a tournament's comparisons on another model or server). The key is
+held only here and in the client; it is left out of ``repr`` and of
+:meth:`OpenAIConfig.public`, which is what may be shown or stored.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import BeamkitError, ErrorCode, InvalidRequest
-from ..base import ROLES, Limit, Setting
+from ..base import ALL_ROLES, Limit, Setting
 from .pricing import merge_prices
 
 #: the request header that carries a per-request key to the REST API (a declared setting's header)
 API_KEY_HEADER = "X-OpenAI-API-Key"
-DEFAULT_MODELS = {"llm": "gpt-4o-mini", "image": "gpt-image-1-mini", "vision": "gpt-4o-mini"}
+DEFAULT_MODELS = {"llm": "gpt-4o-mini", "image": "gpt-image-1-mini", "vision": "gpt-4o-mini", "judge": "gpt-4o-mini"}
 DEFAULT_LLM_MODEL = DEFAULT_MODELS["llm"]
 DEFAULT_IMAGE_MODEL = DEFAULT_MODELS["image"]
 DEFAULT_VISION_MODEL = DEFAULT_MODELS["vision"]
@@ -34,13 +36,16 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "llm": Limit(concurrency=8),
     "image": Limit(concurrency=3),
     "vision": Limit(concurrency=4),
+    "judge": Limit(concurrency=4),
 }
+#: the roles that look at pictures through chat completions: the vision role and the judge role
+LOOKING = ("vision", "judge")
 OFFICIAL_URL = "https://api.openai.com/v1"
 
 
 def _per_role() -> list[Setting]:
     out: list[Setting] = []
-    for role in ROLES:
+    for role in ALL_ROLES:
         up = role.upper()
         only = (role,)
         out += [
@@ -58,6 +63,19 @@ def _per_role() -> list[Setting]:
                     help="calls started in any 60 s (default none: the limiter follows the server's 429s and headers)"),
         ]
     return out
+
+
+def _looking(role: str) -> list[Setting]:
+    """The settings of a role that looks at pictures; the vision role's variables keep their 0.1 names."""
+    up, only = role.upper(), (role,)
+    return [
+        Setting("detail", str, DEFAULT_VISION_DETAIL, env=(f"BEAMKIT_{up}_DETAIL",), roles=only, nullable=True,
+                help="image detail for the judge (low sends at most 512 px; none: not sent)"),
+        Setting("max_tokens", int, 600, env=(f"BEAMKIT_OPENAI_{up}_MAX_TOKENS",), roles=only, minimum=1,
+                maximum=1_000_000, nullable=True, help="cap on the judge's output tokens"),
+        Setting("temperature", float, 0.0, env=(f"BEAMKIT_{up}_TEMPERATURE",), roles=only, minimum=0,
+                maximum=2, nullable=True, help="the judge's temperature (the LLM samples at the job's)"),
+    ]
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -81,13 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="add the call's seed to image requests, for servers that take one"),
     Setting("rephrase_model", str, DEFAULT_LLM_MODEL, env=("BEAMKIT_IMAGE_REPHRASE_MODEL",), roles=("image",),
             nullable=True, help="chat model, on the image server, that rewords a refused prompt (none: swap words)"),
-    Setting("detail", str, DEFAULT_VISION_DETAIL, env=("BEAMKIT_VISION_DETAIL",), roles=("vision",), nullable=True,
-            help="image detail for the judge (low sends at most 512 px; none: not sent)"),
-    Setting("max_tokens", int, 600, env=("BEAMKIT_OPENAI_VISION_MAX_TOKENS",), roles=("vision",), minimum=1,
-            maximum=1_000_000, nullable=True, help="cap on the judge's output tokens"),
-    Setting("temperature", float, 0.0, env=("BEAMKIT_VISION_TEMPERATURE",), roles=("vision",), minimum=0,
-            maximum=2, nullable=True, help="the judge's temperature (the LLM samples at the job's)"),
-    Setting("json_mode", bool, True, env=("BEAMKIT_OPENAI_JSON_MODE",), roles=("vision",),
+    *(s for role in LOOKING for s in _looking(role)),
+    Setting("json_mode", bool, True, env=("BEAMKIT_OPENAI_JSON_MODE",), roles=LOOKING,
             help="ask the judge for structured JSON (json_schema, else json_object, else plain text)"),
 )
 
@@ -141,7 +154,7 @@ class OpenAIConfig:
                                "limit": {"concurrency": self.limit.concurrency, "perMinute": self.limit.per_minute}}
         if self.role == "image":
             out.update(size=self.size, quality=self.quality)
-        elif self.role == "vision":
+        elif self.role in LOOKING:
             out.update(detail=self.detail)
         return out
 
@@ -186,9 +199,9 @@ def limit_of(role: str, settings: Mapping[str, Any]) -> Limit:
     limit = Limit(settings.get("concurrency") or None, settings.get("per_minute") or None)
     older = settings.get("limits")
     if older is not None:
-        unknown = [r for r in older if r not in ROLES]
+        unknown = [r for r in older if r not in ALL_ROLES]
         if unknown:
-            raise _bad("limits", f"has unknown role '{unknown[0]}' (use llm, image, vision)")
+            raise _bad("limits", f"has unknown role '{unknown[0]}' (use {', '.join(ALL_ROLES)})")
         if role in older:
             limit = _older_limit(role, limit, older[role])
     return limit
@@ -230,7 +243,7 @@ def config_for(role: str, settings: Mapping[str, Any], *, temperature: float = 0
         conf.size, conf.quality = settings.get("size"), settings.get("quality")
         conf.send_seed = bool(settings.get("send_seed"))
         conf.rephrase_model = settings.get("rephrase_model")
-    elif role == "vision":
+    elif role in LOOKING:
         conf.detail, conf.json_mode = settings.get("detail"), settings.get("json_mode") is not False
     return conf
 

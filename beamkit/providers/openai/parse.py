@@ -2,6 +2,8 @@
 
 A vision reply must yield two real numbers; anything that does not is a
 :class:`ReplyError` with the reason, never a made-up score. A real 0 stays 0.
+A comparison must name exactly one of the two pictures; a reply that names both,
+or neither, is a :class:`ReplyError` too, never a guess.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import re
 from typing import Any
 
-from ..base import VisionResult
+from ..base import Verdict, VisionResult
 
 ALIGNMENT_KEYS = ("alignment", "alignmentScore", "alignment_score", "alignmentscore", "prompt_alignment", "alignment score")
 AESTHETIC_KEYS = (
@@ -172,6 +174,86 @@ def parse_scores(text: str | None) -> VisionResult:
         strengths=_text_list(data.get("strengths")),
         weaknesses=_text_list(data.get("weaknesses")),
     )
+
+
+# --- verdicts of a comparison ------------------------------------------------------------------
+
+WINNER_KEYS = ("winner", "better", "best", "choice", "chosen", "preferred", "preference", "pick", "selected",
+               "answer", "verdict")
+REASON_KEYS = ("reason", "reasoning", "explanation", "rationale", "why", "analysis")
+#: a whole answer (or a winner's value) that names one picture: "a" is the first shown, "b" the second
+_SIDE_WORDS = {"first": "a", "a": "a", "1": "a", "one": "a", "left": "a",
+               "second": "b", "b": "b", "2": "b", "two": "b", "right": "b"}
+_PICTURE = r"(?i:image|picture|photo|option|candidate|img)\s*#?\s*"
+# A letter counts only in capitals: "image a lot sharper" names no picture, "image A" does.
+_MENTIONS = {
+    "a": re.compile(rf"\b(?i:first|left)\b|\b{_PICTURE}(?:(?i:1|one)|A)\b"),
+    "b": re.compile(rf"\b(?i:second|right)\b|\b{_PICTURE}(?:(?i:2|two)|B)\b"),
+}
+_SHORT = re.compile(r"(?:the\s+)?(?:(?:image|picture|photo|option|candidate|img)\s*#?\s*)?(\w+)"
+                    r"(?:\s+(?:image|picture|photo|option|one))?")
+_LABELLED = re.compile(
+    r"\b(?:winner|answer|verdict|choice|preferred|pick)\b\W{0,4}(?:is\s+)?(?:the\s+)?"
+    rf"({_PICTURE}(?:[12ab]|one|two)|first|second|left|right|[12ab])\b", re.I)
+
+
+def _named(text: str) -> set[str]:
+    """The pictures a text mentions: {"a"}, {"b"}, both or neither."""
+    return {side for side, pattern in _MENTIONS.items() if pattern.search(text)}
+
+
+def _side(value: Any) -> str:
+    """The picture a winner's value names: a word, a number, or a phrase naming exactly one."""
+    if isinstance(value, bool) or value is None:
+        raise ReplyError(f"'winner' is {json.dumps(value)}, not a picture")
+    if isinstance(value, (int, float)) and value in (1, 2):
+        return "a" if value == 1 else "b"
+    if not isinstance(value, str):
+        raise ReplyError(f"'winner' is {json.dumps(value)[:60]}, not a picture")
+    word = value.strip().strip("\"'`*.!:()[]").strip().lower()
+    short = _SHORT.fullmatch(word)  # "the second image", "picture b", "image #1", "first one"
+    if short and short.group(1) in _SIDE_WORDS:
+        return _SIDE_WORDS[short.group(1)]
+    named = _named(value)
+    if len(named) == 1:
+        return named.pop()
+    raise ReplyError(f"'winner' is {value[:60]!r}, which names {'both pictures' if named else 'neither picture'}")
+
+
+def _from_prose(text: str) -> Verdict:
+    word = text.strip().strip("\"'`*.!:()[]").strip().lower()
+    if word in _SIDE_WORDS:  # a bare "Second" or "A"
+        return Verdict(_SIDE_WORDS[word])  # type: ignore[arg-type]
+    reason = " ".join(text.split())[:300]
+    labelled = _LABELLED.search(text)
+    if labelled:
+        return Verdict(_side(labelled.group(1)), reason)  # type: ignore[arg-type]
+    named = _named(text)
+    if len(named) != 1:
+        raise ReplyError(f"the reply names {'both pictures' if named else 'neither picture'}: {reason[:80]!r}")
+    return Verdict(named.pop(), reason)  # type: ignore[arg-type]
+
+
+def parse_verdict(text: str | None) -> Verdict:
+    """Which picture a comparison reply prefers: ``"a"`` the first shown, ``"b"`` the second.
+
+    Read from ``{"winner": ..., "reason": ...}`` (bare, fenced or inside prose; ``winner`` as
+    first/second, a/b, 1/2 or left/right in any case, or a phrase naming one picture), else
+    from plain text that names exactly one picture. Anything else is a :class:`ReplyError`.
+    """
+    if text is None or not str(text).strip():
+        raise ReplyError("the reply is empty")
+    text = str(text)
+    try:
+        data = extract_json_object(text)
+    except ReplyError:
+        return _from_prose(text)  # no JSON at all (a server without a JSON mode): the words decide
+    found, value = _pick(data, WINNER_KEYS)
+    if not found:
+        raise ReplyError("the reply has no 'winner'")
+    _, reason = _pick(data, REASON_KEYS)
+    reason = reason if isinstance(reason, str) else "" if reason is None else json.dumps(reason)
+    return Verdict(_side(value), " ".join(reason.split()))  # type: ignore[arg-type]
 
 
 # --- prompts from the LLM -----------------------------------------------------------------------

@@ -116,9 +116,6 @@ VISION_SYSTEM = (
 
 
 def vision(user_prompt: str, data_url: str, detail: str | None) -> list[Message]:
-    image: dict[str, Any] = {"url": data_url}
-    if detail:
-        image["detail"] = detail
     return [
         {"role": "system", "content": VISION_SYSTEM},
         {
@@ -141,7 +138,7 @@ def vision(user_prompt: str, data_url: str, detail: str | None) -> list[Message]
                         '"analysis": "...", "strengths": ["..."], "weaknesses": ["..."]}'
                     ),
                 },
-                {"type": "image_url", "image_url": image},
+                _image_part(data_url, detail),
             ],
         },
     ]
@@ -161,6 +158,62 @@ SCORES_SCHEMA: dict[str, Any] = {
             "weaknesses": {"type": "array", "items": {"type": "string"}},
         },
         "required": ["alignment", "aesthetics", "analysis", "strengths", "weaknesses"],
+        "additionalProperties": False,
+    },
+}
+
+
+def _image_part(data_url: str, detail: str | None) -> dict[str, Any]:
+    image: dict[str, Any] = {"url": data_url}
+    if detail:
+        image["detail"] = detail
+    return {"type": "image_url", "image_url": image}
+
+
+def compare(user_prompt: str, first_url: str, second_url: str, detail: str | None) -> list[Message]:
+    """Which of two pictures better fits the user's request: one message carrying both, each labelled.
+
+    The words say "first" and "second", never "A" and "B": the order is all the judge is told,
+    and the engine maps its answer back to the candidates (it shows them in a seeded order).
+    """
+    return [
+        {"role": "system", "content": VISION_SYSTEM},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "text",
+                    "text": (
+                        f"The user asked for this picture:\n<<<\n{user_prompt}\n>>>\n\n"
+                        "Two pictures made for this request follow: the FIRST picture, then the SECOND picture. "
+                        "Decide which of the two better shows what the user asked for: how fully and faithfully "
+                        "it shows the request, then its visual quality (composition, lighting, detail, absence "
+                        "of artefacts). Judge only the pictures; their order means nothing. You must pick one.\n"
+                        'Reply with only this JSON object: {"winner": "first" or "second", '
+                        '"reason": "one or two sentences"}'
+                    ),
+                },
+                {"type": "text", "text": "The FIRST picture:"},
+                _image_part(first_url, detail),
+                {"type": "text", "text": "The SECOND picture:"},
+                _image_part(second_url, detail),
+            ],
+        },
+    ]
+
+
+#: the comparison's answer as a ``json_schema`` response format
+VERDICT_SCHEMA: dict[str, Any] = {
+    "name": "image_comparison",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "winner": {"type": "string", "enum": ["first", "second"],
+                       "description": "the picture that better shows what was asked"},
+            "reason": {"type": "string"},
+        },
+        "required": ["winner", "reason"],
         "additionalProperties": False,
     },
 }
