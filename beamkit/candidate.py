@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -154,6 +154,25 @@ class Candidate:
 def best_of(candidates: Iterable[Candidate]) -> Candidate | None:
     """The best scored candidate by ``rank_key`` (None when none is scored)."""
     return min((c for c in candidates if c.ok), key=Candidate.rank_key, default=None)
+
+
+def judged_top(ranking: Any, beams: Mapping[int, Sequence[Key]], candidates: Mapping[Key, Candidate]) -> Key | None:
+    """A tournament job's best: the top of its last beam, since its beam follows the judge, not the
+    scores. None for a job ranked by score (its best is its best scored candidate, which is also
+    the top of its last beam: parents compete with their children) and before any beam."""
+    if ranking != "tournament" or not beams:
+        return None
+    last = beams[max(beams)]
+    return last[0] if last and last[0] in candidates and candidates[last[0]].ok else None
+
+
+def best_key(candidates: Mapping[Key, Candidate], beams: Mapping[int, Sequence[Key]], ranking: Any) -> Key | None:
+    """The job's best candidate (None when none is scored): see ``judged_top``, else ``best_of``."""
+    top = judged_top(ranking, beams, candidates)
+    if top is not None:
+        return top
+    best = best_of(candidates.values())
+    return None if best is None else best.key
 
 
 def lineage_of(key: Key | None, candidates: Mapping[Key, Candidate]) -> list[Key]:

@@ -7,12 +7,12 @@ the reducer's ``SessionState`` (``Job.result``, ``beamkit.load``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .candidate import Candidate, Key, best_of, lineage_of, operation_of, ref_dict
+from .candidate import Candidate, Key, best_key, lineage_of, operation_of, ref_dict
 
 if TYPE_CHECKING:
     from .state import SessionState
@@ -70,8 +70,10 @@ class Result:
 
     @property
     def best(self) -> Candidate | None:
-        """The best scored candidate: for a finished job, the top of the last beam."""
-        return best_of(self.candidates)
+        """The job's best: the top of a tournament's last beam, else the best scored candidate."""
+        by_key = {c.key: c for c in self.candidates}
+        key = best_key(by_key, self.beams, self.config.get("ranking"))
+        return None if key is None else by_key[key]
 
     @property
     def iterations_done(self) -> int:
@@ -93,7 +95,7 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         """Equal to the ``result`` of the job's ``complete`` event."""
         return {
-            "bestCandidate": best_record({c.key: c for c in self.candidates}),
+            "bestCandidate": best_record({c.key: c for c in self.candidates}, self.beams, self.config.get("ranking")),
             "iterations": self.iterations_done,
             "candidatesEvaluated": sum(1 for c in self.candidates if c.ok),
             "candidatesFailed": sum(1 for c in self.candidates if c.status == "failed"),
@@ -244,12 +246,14 @@ def load(folder: str | os.PathLike[str]) -> Result:
     return _load(folder)
 
 
-def best_record(candidates: Mapping[Key, Candidate]) -> dict[str, Any] | None:
-    """The best candidate of ``candidates`` as the ``complete`` event's ``bestCandidate`` (and
+def best_record(candidates: Mapping[Key, Candidate], beams: Mapping[int, Sequence[Key]],
+                ranking: Any) -> dict[str, Any] | None:
+    """The job's best (``candidate.best_key``) as the ``complete`` event's ``bestCandidate`` (and
     metadata.json's ``best``) write it, with its lineage; None when none is scored."""
-    best = best_of(candidates.values())
-    if best is None:
+    key = best_key(candidates, beams, ranking)
+    if key is None:
         return None
+    best = candidates[key]
     return {
         "whatPrompt": best.what_prompt,
         "howPrompt": best.how_prompt,

@@ -18,7 +18,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .candidate import Candidate, Dimension, Key, Operation, best_of, critique_key, dimension_of, lineage_of, operation_of
+from .candidate import (
+    Candidate,
+    Dimension,
+    Key,
+    Operation,
+    best_of,
+    critique_key,
+    dimension_of,
+    judged_top,
+    lineage_of,
+    operation_of,
+)
 from .events import (
     CandidateEvent,
     ComparisonEvent,
@@ -377,10 +388,11 @@ class SessionState:
 
     @property
     def best_key(self) -> Key | None:
-        """The job's best: the one its ``complete`` event named, else the best scored so far."""
+        """The job's best: the one its ``complete`` event named, else the top of a tournament's last
+        beam, else the best scored so far (``candidate.best_key``, kept up to date as candidates come)."""
         if self._final_best is not None and self._final_best in self.candidates:
             return self._final_best
-        return self._best
+        return judged_top(self.config.get("ranking"), self.beams, self.candidates) or self._best
 
     @property
     def best(self) -> Candidate | None:

@@ -1,6 +1,6 @@
 """Fan-out benchmark of the WebSocket server: how late events arrive, and the server's CPU per delivery.
 
-    .venv/bin/python benchmarks/fanout.py [--subscribers 200] [--jobs 10] [--per-job 20] [--client-procs 2]
+    .venv/bin/python benchmarks/fanout.py [--subscribers 200] [--jobs 10] [--per-job 20] [--client-procs 2] [--profile FILE]
 
 Scenario 1: one job followed by ``--subscribers`` WebSocket clients.
 Scenario 2: ``--jobs`` jobs at once, each followed by ``--per-job`` clients.
@@ -97,13 +97,17 @@ async def main():
             break
     await server.stop()
 
-asyncio.run(main())
+if os.environ.get("BEAMKIT_FANOUT_PROFILE"):  # --profile: where the server's time goes
+    import cProfile
+    cProfile.run("asyncio.run(main())", os.environ["BEAMKIT_FANOUT_PROFILE"])
+else:
+    asyncio.run(main())
 """
 
 
 class ServerProcess:
-    def __init__(self, latency: float) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def __init__(self, latency: float, profile: str | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **({"BEAMKIT_FANOUT_PROFILE": profile} if profile else {})}
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(latency)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
         self.port = self.ask(None)["port"]
@@ -261,7 +265,7 @@ def scenario(name: str, server: ServerProcess, jobs: int, per_job: int, procs: i
 
 
 def main(args: argparse.Namespace) -> None:
-    server = ServerProcess(args.latency)
+    server = ServerProcess(args.latency, args.profile)
     try:
         rows = [
             scenario("one job, many subscribers", server, 1, args.subscribers, args.client_procs),
@@ -282,4 +286,6 @@ if __name__ == "__main__":
     parser.add_argument("--per-job", type=int, default=20)
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (sockets dealt out among them)")
     parser.add_argument("--latency", type=float, default=0.01, help="simulated LLM/vision latency in seconds (image: 4x)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile the server process (cProfile) into FILE: its figures are then not comparable")
     main(parser.parse_args())

@@ -130,3 +130,106 @@ async def test_the_example_client_follows_a_steered_job(server, tmp_path):
     lines = log.splitlines()
     assert lines.count("Iteration 0/2") == 3  # processing, review, completed
     assert "Best result:" in log and lines[-1] == "Disconnected" and "undefined" not in log
+
+
+def _subscribe_and_collect(server, job_id: str):
+    """A plain Python WebSocket client: subscribe, and every event of the job up to its end."""
+    from server_helpers import send, until_terminal
+
+    async def collect() -> list[dict]:
+        ws = await server.ws()
+        try:
+            await send(ws, {"type": "subscribe", "jobId": job_id})
+            return [m for m in await until_terminal(ws, job_id) if m["type"] != "subscribed"]
+        finally:
+            ws.close()
+
+    return collect()
+
+
+def _ref(r: dict) -> tuple[int, int]:
+    return r["iteration"], r["candidateId"]
+
+
+def _assert_iteration_order(events: list[dict], N: int, iterations: int) -> None:
+    """The order engine/beam.py emits for a tournament job (docs/websocket.md, "Extension:
+    comparison"): ``started``; then per iteration its ``iteration`` "processing", its N
+    ``candidate`` events (in the order they finish: every chain ends before the ranking starts),
+    then its ``comparison`` events (the ranking, at least one), then its completed ``iteration``
+    with the ranked beam; then ``complete``."""
+    assert events[0]["type"] == "started" and events[-1]["type"] == "complete"
+    k = 1
+    for i in range(iterations):
+        assert (events[k]["type"], events[k]["iteration"], events[k]["status"]) == ("iteration", i, "processing")
+        k += 1
+        assert [(e["type"], e["iteration"]) for e in events[k:k + N]] == [("candidate", i)] * N
+        k += N
+        start = k
+        while events[k]["type"] == "comparison":
+            assert events[k]["iteration"] == i
+            k += 1
+        assert k > start, f"iteration {i} asked no comparison"
+        assert (events[k]["type"], events[k]["iteration"], events[k]["status"]) == ("iteration", i, "completed")
+        k += 1
+    assert k == len(events) - 1
+
+
+@pytest.mark.asyncio
+async def test_the_example_client_follows_a_tournament_job(server, tmp_path):
+    """The document's client knows no ``comparison`` event: it runs a tournament job (votes=3)
+    to its end as written. Beside it, a plain Python client checks the events' order and
+    content, and REST and metadata.json the finished job."""
+    import json
+
+    N, M, iterations = 4, 2, 3
+    body = {"prompt": "a harbour at night", "N": N, "M": M, "iterations": iterations, "seed": 2,
+            "providers": "offline", "ranking": "tournament", "votes": 3}
+    code, started = await server.json("/api/beam-search", "POST", body)
+    assert code == 200
+    job_id = started["jobId"]
+    url = server.url.replace("http", "ws", 1)
+    (log, err), events = await asyncio.gather(run_example(url, job_id, tmp_path), _subscribe_and_collect(server, job_id))
+    code, job = await server.json(f"/api/job/{job_id}")
+    assert code == 200 and job["status"] == "completed"
+
+    # The example client: to the end, no crash, its output as the document says.
+    assert err == ""
+    lines = log.splitlines()
+    assert lines[0] == "Connected" and lines[-1] == "Disconnected" and "undefined" not in log
+    assert [line for line in lines if line.startswith("Iteration ")] == [
+        f"Iteration {i}/{iterations}" for i in range(iterations) for _ in ("processing", "completed")]
+    assert sum(line.startswith("Candidate ") and ": score " in line for line in lines) == N * iterations
+    best = job["result"]["bestCandidate"]
+    printed = log[log.index("Best result:"):]
+    assert best["combinedPrompt"] in printed and f"imageId: '{best['imageId']}'" in printed
+    assert job["result"]["iterations"] == iterations
+
+    # The Python client: the order, and what each event says.
+    _assert_iteration_order(events, N, iterations)
+    assert events[-1]["result"] == job["result"]
+    comparisons = [e for e in events if e["type"] == "comparison"]
+    beams = {e["iteration"]: e["beam"] for e in events if e["type"] == "iteration" and e["status"] == "completed"}
+    for i in range(iterations):
+        assert [b["rank"] for b in beams[i]] == list(range(1, M + 1))
+        parents = {_ref(b) for b in beams.get(i - 1, [])}
+        children = {_ref(e) for e in events if e["type"] == "candidate" and e["iteration"] == i}
+        pool = parents | children
+        rank = {_ref(b): b["rank"] for b in beams[i]}
+        assert set(rank) <= pool
+        for c in (c for c in comparisons if c["iteration"] == i):
+            a, b = _ref(c["a"]), _ref(c["b"])
+            assert set(c["a"]) == set(c["b"]) == {"iteration", "candidateId"}
+            assert a in pool and b in pool and a != b
+            assert c["winner"] in ("a", "b") and c["shownFirst"] in ("a", "b") and c["reason"]
+            assert len(c["votes"]) == 3 and c["shownFirst"] == c["votes"][0]["shownFirst"]
+            said = [v["winner"] for v in c["votes"]]
+            assert c.get("fallback") == "score" or said.count(c["winner"]) >= 2
+            if a in rank and b in rank:  # two kept: the beam's order follows their verdict
+                assert (rank[a] < rank[b]) == (c["winner"] == "a")
+
+    # The session on disk: every verdict, and the beams in rank order.
+    meta = json.loads((server.output / "sessions" / job_id / "metadata.json").read_text())
+    strip = ("type", "jobId", "timestamp")
+    assert meta["comparisons"] == [{k: v for k, v in c.items() if k not in strip} for c in comparisons]
+    assert {int(i): [_ref(r) for r in refs] for i, refs in meta["beams"].items()} == {
+        i: [_ref(b) for b in beam] for i, beam in beams.items()}

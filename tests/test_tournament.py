@@ -168,3 +168,56 @@ def test_a_tournament_job_emits_comparisons_in_order_and_records_them(tmp_path: 
     strip = [{k: v for k, v in e.items() if k not in ("timestamp", "jobId")} for e in events if e["type"] == "comparison"]
     assert strip == [{k: v for k, v in e.items() if k not in ("timestamp", "jobId")} for e in again
                      if e["type"] == "comparison"]
+
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "tournament.py"
+    spec = importlib.util.spec_from_file_location("beamkit_bench_tournament", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["beamkit_bench_tournament"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_the_benchmark_finds_inference_asks_fewer_than_without_and_than_all_pairs(tmp_path: Path) -> None:
+    bench = _bench()
+    figures = asyncio.run(bench.measure("a red fox in the snow", 3, N=6, M=2, output=os.fspath(tmp_path), iterations=2))
+    assert [f.iteration for f in figures] == [0, 1] and [f.pool for f in figures] == [6, 8]
+    assert all(0 < f.asked <= f.without and f.asked < all_pairs(f.pool) for f in figures)
+    # Within one bracket nothing can be inferred; the parents' order carried over is what saves.
+    assert figures[0].asked == figures[0].without and figures[1].asked < figures[1].without
+    assert all(-1 <= f.tau <= 1 and f.overlap in (0, 0.5, 1) for f in figures)
+
+
+def test_the_benchmarks_replay_is_the_jobs_own_tournament(tmp_path: Path) -> None:
+    """The baseline replays the job's pools; with inference on, the replay asks what the job
+    asked and keeps its beams, so the figures without inference are of the same tournament."""
+    bench = _bench()
+    result, events = _job(tmp_path, votes=1)
+    asked, beams = asyncio.run(bench.replay(result, "a red fox in the snow", 7, 2, transitive=True))
+    per_iteration = [sum(e["type"] == "comparison" and e["iteration"] == i for e in events) for i in range(2)]
+    assert [asked[0], asked[1]] == per_iteration and per_iteration[0] > 0
+    assert beams == result.beams
+
+
+@pytest.mark.asyncio
+async def test_a_tournament_jobs_best_is_the_top_of_its_last_beam_not_the_best_score(tmp_path: Path) -> None:
+    # Seed 1 at (9, 3) on the offline world: the judge keeps a candidate on top that another outscores.
+    job = beamkit.start("a lighthouse in a storm", N=9, M=3, iterations=3, ranking="tournament", seed=1,
+                        output=tmp_path)
+    result = await job
+    by_score = min((c for c in result.candidates if c.ok), key=Candidate.rank_key)
+    top = result.beams[max(result.beams)][0]
+    assert by_score.key != top, "this seed no longer shows a judge that disagrees with the scores: pick another"
+    best = job.history[-1]["result"]["bestCandidate"]
+    assert (best["iteration"], best["candidateId"]) == top == result.best.key  # type: ignore[union-attr]
+    assert best["lineage"][-1] == {"iteration": top[0], "candidateId": top[1]}
+    meta = json.loads((job.folder / "metadata.json").read_text())
+    assert (meta["best"]["iteration"], meta["best"]["candidateId"]) == top
+    assert SessionState.from_result(beamkit.load(job.folder)).best_key == top
+    scored = beamkit.start("a lighthouse in a storm", N=9, M=3, iterations=3, seed=1, output=tmp_path)
+    plain = await scored
+    assert plain.best.key == min((c for c in plain.candidates if c.ok), key=Candidate.rank_key).key  # type: ignore[union-attr]

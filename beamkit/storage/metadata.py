@@ -64,7 +64,7 @@ class MetadataRecord:
             for ref in refs:
                 if ref in self._kept:
                     self._put(self._kept[ref])
-        best = best_record(self._kept)  # every finished candidate, so every parent of a lineage
+        best = best_record(self._kept, record.beams, record.config.get("ranking"))  # _kept: every finished one
         head = _dumps({"jobId": record.job_id, "status": record.status, "config": record.config})
         tail = _dumps({
             "beams": {str(i): [{"iteration": a, "candidateId": b} for a, b in refs] for i, refs in record.beams.items()},
