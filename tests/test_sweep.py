@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -267,9 +268,17 @@ def malloc_trim(client: Client) -> set[str | None]:
 
 
 @pytest.mark.slow
-def test_local_cluster_workers_do_not_get_dasks_malloc_trim_threshold():
+def test_local_cluster_workers_do_not_get_dasks_malloc_trim_threshold_nor_its_profiler():
+    def settings() -> tuple[Any, ...]:
+        import dask
+
+        return (dask.config.get("distributed.worker.profile.enabled"), dask.config.get("distributed.admin.tick.interval"))
+
     with local_cluster(1) as lc, Client(lc) as c:
         assert malloc_trim(c) == {None}
+        # the nanny hands the cluster's configuration to its worker process: the periodic work is off there
+        assert set(c.run(settings).values()) == {(False, "1s")}
+        assert c.run_on_scheduler(lambda dask_scheduler: "stealing" not in dask_scheduler.extensions)
 
 
 @pytest.mark.slow

@@ -305,6 +305,9 @@ class Sweep:
             self._client = None
             if self._event is not None:
                 try:
+                    # Wakes the watchers still waiting on it (their jobs are over: they cancel nothing),
+                    # so that no wait is cut off by the cluster's close; clearing drops it from the scheduler.
+                    self._event.set()
                     self._event.clear()
                 except Exception:
                     pass
