@@ -101,6 +101,25 @@ async def test_a_429_halves_the_kinds_concurrency_once_per_burst_and_successes_g
 
 
 @pytest.mark.asyncio
+async def test_a_refused_start_does_not_count_for_the_spacing_of_the_next():
+    lim = KindLimiter(Limit(concurrency=4))
+    first = await lim.acquire()
+    lim.throttled(0.3, first)  # the server asks for 0.3 s between calls: the kind learns the spacing
+    lim.release()
+    a = await lim.acquire()
+    lim.release()
+    lim.succeeded()
+    b = await lim.acquire()
+    assert b - a >= 0.29  # spaced from a
+    lim.throttled(0.01, b)  # refused all the same (the server's clock is not ours): it used no allowance
+    lim.release()
+    c = await lim.acquire()
+    lim.release()
+    # c is spaced (a little more now) from a, the last start the server took, not from b
+    assert c - a >= 0.3 and c - b < 0.15, (c - a, c - b)
+
+
+@pytest.mark.asyncio
 async def test_an_unbounded_kind_gets_a_bound_from_its_first_429():
     lim = KindLimiter(Limit())
     held = [await lim.acquire() for _ in range(6)]

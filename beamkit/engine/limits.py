@@ -8,8 +8,9 @@ any minute, ``Limit.per_minute``) and learns from the server (docs/providers.md,
   (else a doubling back-off); the call is then retried, up to ``RATE_LIMIT_RETRIES`` times;
 * the retry-after also spaces the kind's starts, at least that far apart (a server that allows
   5 a minute asks for about 12 s); a 429 that comes although the kind was spaced lengthens the
-  spacing by a quarter, and each success shortens it by 1 %, so that a rate enforced per second
-  or per minute is kept to rather than hit again and again, and a lifted limit is found again;
+  spacing by a tenth, and each success shortens it by 1 %, but not below 3 % above the spacing that
+  was hit (a floor that itself gives way by 0.2 % a success), so that a rate enforced per second
+  or per minute is kept to, close, rather than hit again and again, and a lifted limit is found again;
 * each round of successful calls (as many as the current bound) grows the bound by one, back
   up to the configured concurrency (AIMD);
 * a provider reports the ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*`` headers of each
@@ -48,7 +49,10 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
 #: what each success keeps of the spacing between starts that 429s taught
 SPACING_DECAY = 0.99
 #: how much a 429 that comes although starts were spaced lengthens the spacing
-SPACING_GROWTH = 1.25
+SPACING_GROWTH = 1.1
+#: a spacing that was hit by a 429 is too short: successes shorten the spacing no further than
+#: this much above it (the floor itself gives way by FLOOR_DECAY a success, so a lifted limit is found)
+FLOOR_MARGIN, FLOOR_DECAY = 1.03, 0.998
 
 
 class SharedGate(Protocol):
@@ -155,7 +159,10 @@ class KindLimiter:
         self.paused_until = 0.0
         #: seconds at least between two starts (0: none), learnt from retry-after
         self.spacing = 0.0
+        #: the shortest spacing successes bring it back to: just above the last one a 429 hit
+        self._floor = 0.0
         self._last_start = -math.inf
+        self._prior_start = -math.inf  # the start before it: spacing counts from it when the last was refused
         #: counts, for tests and benchmarks
         self.rate_limited = 0
         self.halvings = 0
@@ -213,7 +220,7 @@ class KindLimiter:
 
     def _start(self, now: float) -> float:
         self.in_flight += 1
-        self._last_start = now
+        self._prior_start, self._last_start = self._last_start, now
         if self.limit.per_minute:
             self._starts.append(now)
         if self._budget is not None:
@@ -324,6 +331,10 @@ class KindLimiter:
         now = time.monotonic()
         self.rate_limited += 1
         self._strikes += 1
+        if started is not None and started == self._last_start:
+            # Refused, it used none of the server's allowance: the next start is spaced from the one
+            # before (and waits out the retry-after), not from this one, which would cost a spacing more.
+            self._last_start = self._prior_start
         fresh = started is None or started >= self._cut_at  # not one of the calls under way at the last cut
         if fresh:
             base = self.cap if self.cap is not None else max(1, self.in_flight)
@@ -333,13 +344,16 @@ class KindLimiter:
         pause = retry_after if retry_after is not None else min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (self._strikes - 1))
         self.paused_until = max(self.paused_until, now + pause)
         if retry_after is not None:
+            if fresh and self.spacing > 0:  # spaced, and still too close: this spacing is known to be short
+                self._floor = min(BACKOFF_CAP, self.spacing * FLOOR_MARGIN)
             longer = self.spacing * SPACING_GROWTH if fresh else self.spacing
             self.spacing = min(BACKOFF_CAP, max(longer, retry_after))
         self._wake()
 
     def succeeded(self) -> None:
         self._strikes = 0
-        self.spacing = self.spacing * SPACING_DECAY if self.spacing > 0.001 else 0.0
+        self._floor *= FLOOR_DECAY
+        self.spacing = max(self._floor, self.spacing * SPACING_DECAY) if self.spacing > 0.001 else 0.0
         if self.cap is None:
             return
         self._round += 1
