@@ -326,3 +326,20 @@ async def test_connection_drops_a_client_that_falls_behind(server, providers):
         await asyncio.sleep(0)
     assert [json.loads(t) for t in fine.sent[1:]] == on_disk(server, job_id)
     quick.close()
+
+
+async def test_messages_pushed_over_several_turns_of_the_loop_go_out_in_one_write(tmp_path, monkeypatch):
+    from beamkit.server import connection
+    from beamkit.server.manager import JobManager
+
+    monkeypatch.setattr(connection, "COALESCE_S", 0.5)  # a window no slow machine can outrun between the pushes
+    writes: list[list[bytes]] = []
+    conn = Connection(JobManager(tmp_path), lambda frames: writes.append(list(frames)), lambda code, reason: None)
+    for n in range(3):  # three answers, each in its own turn of the loop, well within the gathering window
+        await conn.handle(json.dumps({"type": "ping", "jobId": f"j{n}"}))
+        await asyncio.sleep(0)
+    assert writes == []  # gathered, not yet written
+    while conn.pending:
+        await asyncio.sleep(0.001)
+    assert len(writes) == 1 and [json.loads(p)["jobId"] for f in writes[0] for p in payloads(f)] == ["j0", "j1", "j2"]
+    conn.close()

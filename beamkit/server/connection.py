@@ -8,9 +8,11 @@ closed (1008) when what waits for it passes ``max_queue`` items or ``max_bytes``
 counting its replays and what its socket has not yet taken. At most one replay of a job
 waits per client: subscribing again restarts it in place.
 
-Writing is a callback, not a task: the first push in a turn of the loop schedules one
-flush, which hands everything waiting (up to ``CHUNK`` bytes) to the transport in one write.
-A burst of events costs each client one write, and no task switch. While the transport holds
+Writing is a callback, not a task: the first push schedules one flush, which hands everything
+waiting (up to ``CHUNK`` bytes) to the transport in one write. Pushes are gathered for
+``COALESCE_S`` by one timer per event loop shared by every client (not one per client), so a
+job's burst of events, which comes over several turns of the loop, costs each client one write
+and no task switch: the kernel's send is most of what a delivery costs. While the transport holds
 ``HIGH_WATER`` bytes it has not sent, nothing more is written until it has. The transport
 is two callables, so the same class serves both Tornado apps and tests.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +46,42 @@ INTERNAL = 1011
 CHUNK = 256 * 1024
 #: bytes handed to the transport before the writer waits for them to be sent
 HIGH_WATER = 512 * 1024
+#: seconds that pushes are gathered before they are written (what it adds to a delivery's delay at most)
+COALESCE_S = 0.005
+
+
+class _Flusher:
+    """The clients of one event loop with output waiting, flushed together by one timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: dict[Connection, None] = {}  # an ordered set: flushed in the order they asked
+        self._armed = False
+
+    def add(self, conn: Connection) -> None:
+        self._waiting[conn] = None
+        if not self._armed:
+            self._armed = True
+            self._loop.call_later(COALESCE_S, self._run)
+
+    def _run(self) -> None:
+        self._armed = False
+        waiting, self._waiting = self._waiting, {}
+        for conn in waiting:
+            try:
+                conn._flush()
+            except Exception:  # one client's bug must not keep the others' output back
+                log.exception("beamkit: flushing a WebSocket client failed")
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    found = _flushers.get(loop)
+    if found is None:
+        found = _flushers[loop] = _Flusher(loop)
+    return found
 
 
 class Connection:
@@ -59,6 +98,7 @@ class Connection:
         self._replays: dict[str, Cursor] = {}
         self._subs: dict[str, Callable[[], None]] = {}
         self._loop = asyncio.get_running_loop()
+        self._flusher = _flusher(self._loop)
         self._scheduled = False
         self._last: Any = None  # the transport's future of the last write not yet sent
         self.closed = False
@@ -163,7 +203,9 @@ class Connection:
             return
         self._outbox.append(item)
         self._queued += size
-        self._schedule()
+        if not self._scheduled:
+            self._scheduled = True
+            self._flusher.add(self)
 
     def _schedule(self) -> None:
         if not self._scheduled:

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from tornado import web
+from tornado.iostream import IOStream
 from tornado.websocket import WebSocketClosedError
 
 from .. import __version__
@@ -220,7 +221,22 @@ class SocketRoute(BeamkitHandler):
                 for payload in payloads(frame):
                     fut = self.write_message(payload)  # type: ignore[attr-defined]
             return fut
-        return protocol.stream.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        stream = protocol.stream
+        if type(stream) is IOStream and not stream.writing() and not stream.closed():
+            # Nothing of Tornado's waits to go out, so order is kept: hand the bytes to the socket
+            # at once. Sent whole (the usual case), they cost no future and no callbacks; a rest,
+            # or any error, goes through the stream, which buffers it or closes as it should.
+            try:
+                sent = stream.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return stream.write(data)
+            if sent == len(data):
+                return None
+            data = data[sent:]
+        return stream.write(data)
 
     async def on_message(self, message: str | bytes) -> None:
         if self.conn is not None:
