@@ -115,33 +115,30 @@ VISION_SYSTEM = (
 )
 
 
-def vision(user_prompt: str, data_url: str, detail: str | None) -> list[Message]:
+def _to_judge(text: str, *parts: dict[str, Any]) -> list[Message]:
+    """The judge's messages: its system prompt, then one user message of ``text`` and ``parts``."""
     return [
         {"role": "system", "content": VISION_SYSTEM},
-        {
-            "role": "user",
-            "content": [
-                {
-                    "type": "text",
-                    "text": (
-                        f"The user asked for this picture:\n<<<\n{user_prompt}\n>>>\n\n"
-                        "Judge the attached image.\n"
-                        "- alignment: a number from 0 to 100 for how fully and faithfully the image shows what "
-                        "the user asked for, judged against the request above and nothing else (0: none of it, "
-                        "100: all of it, with nothing that contradicts it).\n"
-                        "- aesthetics: a number from 0 to 10 for visual quality regardless of the request: "
-                        "composition, lighting, colour, detail, coherence, absence of artefacts.\n"
-                        "- analysis: two to four sentences that explain both numbers.\n"
-                        "- strengths: up to three short phrases.\n"
-                        "- weaknesses: up to three short phrases.\n"
-                        'Reply with only this JSON object: {"alignment": <0-100>, "aesthetics": <0-10>, '
-                        '"analysis": "...", "strengths": ["..."], "weaknesses": ["..."]}'
-                    ),
-                },
-                _image_part(data_url, detail),
-            ],
-        },
+        {"role": "user", "content": [{"type": "text", "text": text}, *parts]},
     ]
+
+
+def vision(user_prompt: str, data_url: str, detail: str | None) -> list[Message]:
+    return _to_judge(
+        f"The user asked for this picture:\n<<<\n{user_prompt}\n>>>\n\n"
+        "Judge the attached image.\n"
+        "- alignment: a number from 0 to 100 for how fully and faithfully the image shows what "
+        "the user asked for, judged against the request above and nothing else (0: none of it, "
+        "100: all of it, with nothing that contradicts it).\n"
+        "- aesthetics: a number from 0 to 10 for visual quality regardless of the request: "
+        "composition, lighting, colour, detail, coherence, absence of artefacts.\n"
+        "- analysis: two to four sentences that explain both numbers.\n"
+        "- strengths: up to three short phrases.\n"
+        "- weaknesses: up to three short phrases.\n"
+        'Reply with only this JSON object: {"alignment": <0-100>, "aesthetics": <0-10>, '
+        '"analysis": "...", "strengths": ["..."], "weaknesses": ["..."]}',
+        _image_part(data_url, detail),
+    )
 
 
 #: the judge's answer as a ``json_schema`` response format (strict: every field, nothing else)
@@ -176,30 +173,19 @@ def compare(user_prompt: str, first_url: str, second_url: str, detail: str | Non
     The words say "first" and "second", never "A" and "B": the order is all the judge is told,
     and the engine maps its answer back to the candidates (it shows them in a seeded order).
     """
-    return [
-        {"role": "system", "content": VISION_SYSTEM},
-        {
-            "role": "user",
-            "content": [
-                {
-                    "type": "text",
-                    "text": (
-                        f"The user asked for this picture:\n<<<\n{user_prompt}\n>>>\n\n"
-                        "Two pictures made for this request follow: the FIRST picture, then the SECOND picture. "
-                        "Decide which of the two better shows what the user asked for: how fully and faithfully "
-                        "it shows the request, then its visual quality (composition, lighting, detail, absence "
-                        "of artefacts). Judge only the pictures; their order means nothing. You must pick one.\n"
-                        'Reply with only this JSON object: {"winner": "first" or "second", '
-                        '"reason": "one or two sentences"}'
-                    ),
-                },
-                {"type": "text", "text": "The FIRST picture:"},
-                _image_part(first_url, detail),
-                {"type": "text", "text": "The SECOND picture:"},
-                _image_part(second_url, detail),
-            ],
-        },
-    ]
+    return _to_judge(
+        f"The user asked for this picture:\n<<<\n{user_prompt}\n>>>\n\n"
+        "Two pictures made for this request follow: the FIRST picture, then the SECOND picture. "
+        "Decide which of the two better shows what the user asked for: how fully and faithfully "
+        "it shows the request, then its visual quality (composition, lighting, detail, absence "
+        "of artefacts). Judge only the pictures; their order means nothing. You must pick one.\n"
+        'Reply with only this JSON object: {"winner": "first" or "second", '
+        '"reason": "one or two sentences"}',
+        {"type": "text", "text": "The FIRST picture:"},
+        _image_part(first_url, detail),
+        {"type": "text", "text": "The SECOND picture:"},
+        _image_part(second_url, detail),
+    )
 
 
 #: the comparison's answer as a ``json_schema`` response format
