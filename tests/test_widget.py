@@ -255,6 +255,30 @@ async def test_a_tournament_job_shows_ranks_and_each_candidates_wins_and_losses(
 
 
 @pytest.mark.asyncio
+async def test_an_open_detail_view_gains_the_verdicts_that_come_after_it_was_opened(tmp_path: Path) -> None:
+    from beamkit.widget.images import LocalImages
+
+    job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, N=4, M=2, iterations=3, seed=3,
+                        ranking="tournament", votes=1)
+    await job
+    w = BeamWidget(ViewModel(), LocalImages(job.folder))
+    history = list(job.history)
+    first_end = next(n for n, e in enumerate(history) if e["type"] == "iteration" and e["status"] == "completed")
+    for e in history[: first_end + 1]:
+        w.ingest(e)
+    top = history[first_end]["beam"][0]
+    key = f"{top['iteration']}-{top['candidateId']}"
+    w.select(key)  # opened after iteration 0: the parent competes again in the next iterations
+    opened = len(w.selected["tournament"]["bouts"])
+    for e in history[first_end + 1:]:
+        w.ingest(e)
+    mine = [e for e in history if e["type"] == "comparison" and key in
+            (f"{e['a']['iteration']}-{e['a']['candidateId']}", f"{e['b']['iteration']}-{e['b']['candidateId']}")]
+    assert len(w.selected["tournament"]["bouts"]) == len(mine) > opened
+    w.close()
+
+
+@pytest.mark.asyncio
 async def test_a_score_ranked_job_shows_no_tournament(tmp_path: Path) -> None:
     job = beamkit.start("a red fox in snow", providers="offline", output=tmp_path, N=3, M=2, iterations=2, seed=3)
     await job

@@ -220,6 +220,8 @@ class BeamWidget(anywidget.AnyWidget):
                 changed |= spent | {"header"}  # the header says what the job has cost so far
         if isinstance(e, ev.CandidateEvent) and e.ok:
             self._want_thumb(e.key)
+        if isinstance(e, ev.ComparisonEvent) and (self.selected or {}).get("key") in (key_str(e.a), key_str(e.b)):
+            self._show_detail(self.selected["key"])  # the open view gains the new verdict (its picture stays)
         self._mark(changed, now=self._vm.done)
         self._held(t0)
 
@@ -427,22 +429,10 @@ class BeamWidget(anywidget.AnyWidget):
                 self.set_trait("selected", None)
                 self.selected_image = b""
             return
-        try:
-            i, c = (int(x) for x in str(key).split("-"))
-        except ValueError:
-            return
-        detail = self._vm.detail((i, c))
+        detail = self._show_detail(str(key))
         if detail is None:
             return
-        # each ancestor's prompts and critique, so the detail view can show critique -> refine
-        # along the whole lineage, not only for the best candidate
-        detail["steps"] = [
-            {f: d.get(f) for f in _STEP_FIELDS}
-            for d in (self._vm.detail(_key(k)) for k in detail.get("lineage") or [])
-            if d is not None
-        ]
-        self.selected = detail
-        cand = self._vm.candidates[(i, c)]
+        cand = self._vm.candidates[_key(detail["key"])]
         if detail.get("status") != "ok":
             self.selected_image = b""
             return
@@ -461,6 +451,25 @@ class BeamWidget(anywidget.AnyWidget):
         else:
             put(self._images.full_sync(cand))
 
+
+    def _show_detail(self, key: str) -> dict[str, Any] | None:
+        """Set ``selected`` to one candidate's detail (None, and nothing set, for an unknown key)."""
+        try:
+            i, c = (int(x) for x in key.split("-"))
+        except ValueError:
+            return None
+        detail = self._vm.detail((i, c))
+        if detail is None:
+            return None
+        # each ancestor's prompts and critique, so the detail view can show critique -> refine
+        # along the whole lineage, not only for the best candidate
+        detail["steps"] = [
+            {f: d.get(f) for f in _STEP_FIELDS}
+            for d in (self._vm.detail(_key(k)) for k in detail.get("lineage") or [])
+            if d is not None
+        ]
+        self.selected = detail
+        return detail
 
     def send_original(self, key: Any, request: Any = None) -> None:
         """Send one candidate's stored picture (the provider's PNG, not re-encoded) as a custom
