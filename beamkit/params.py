@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any
 
 from .errors import InvalidRequest
-from .providers.base import ALL_ROLES, MAX_NAME, OPTIONAL_ROLES, ROLES, check_providers
+from .providers.base import ALL_ROLES, DEFAULT_TEMPERATURE, MAX_NAME, OPTIONAL_ROLES, ROLES, check_providers
 from .settings import DEFAULT_PROVIDERS
 
 MAX_PROMPT_CHARS = 4000
@@ -49,7 +49,7 @@ FIELDS: tuple[Field, ...] = (
     Field("M", int, 3, 1, 64, help="beam width: candidates kept (at most N)"),
     Field("iterations", int, 3, 1, 20, help="iterations, counting iteration 0"),
     Field("alpha", float, 0.7, 0.0, 1.0, help="weight of alignment against aesthetics"),
-    Field("temperature", float, 0.8, 0.0, 2.0, help="LLM sampling temperature"),
+    Field("temperature", float, DEFAULT_TEMPERATURE, 0.0, 2.0, help="LLM sampling temperature"),
     # A signed 64-bit integer: what providers that take a seed accept (and an int, unlike 10**4400, that prints).
     Field("seed", int, None, -(2**63), 2**63 - 1, nullable=True,
           help="makes a run repeatable; drawn and recorded when omitted"),

@@ -287,12 +287,16 @@ def _as_type(kind: type, value: Any, bad: Callable[[str], Exception]) -> Any:
     return value
 
 
+#: the LLM's sampling temperature when a job names none (``params`` and every role take it from here)
+DEFAULT_TEMPERATURE = 0.8
+
+
 @dataclass
 class RoleOptions:
     """What a provider gets to build one role for one job."""
 
     role: str
-    temperature: float = 0.8
+    temperature: float = DEFAULT_TEMPERATURE
     seed: int = 0
     #: the user's prompt (an estimate counts its tokens)
     prompt: str = ""

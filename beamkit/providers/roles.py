@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import BeamkitError, ErrorCode, InvalidRequest
 from . import registry
-from .base import ALL_ROLES, ROLES, Judge, Provider, RoleHandle, RoleOptions, Roles, Setting, check_providers
+from .base import ALL_ROLES, DEFAULT_TEMPERATURE, ROLES, Judge, Provider, RoleHandle, RoleOptions, Roles, Setting, check_providers
 
 #: settings of a server (or of the Jupyter extension) for each provider, by provider name
 ServerSettings = Mapping[str, Mapping[str, Any]]
@@ -108,7 +108,7 @@ def plan(
     providers: str | Mapping[str, str],
     settings: Mapping[str, Any] | None = None,
     *,
-    temperature: float = 0.8,
+    temperature: float = DEFAULT_TEMPERATURE,
     seed: int = 0,
     prompt: str = "",
     server: ServerSettings | None = None,
@@ -184,7 +184,7 @@ def resolve(
     providers: str | Mapping[str, str],
     settings: Mapping[str, Any] | None = None,
     *,
-    temperature: float = 0.8,
+    temperature: float = DEFAULT_TEMPERATURE,
     seed: int = 0,
     prompt: str = "",
     server: ServerSettings | None = None,

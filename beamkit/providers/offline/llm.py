@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 
 from ...candidate import HOW, WHAT, Candidate, Dimension
+from ..base import DEFAULT_TEMPERATURE
 from .vision import read_intent
 from .vocab import (
     BY_CATEGORY,
@@ -77,7 +78,7 @@ def _term_for(word: str) -> Term | None:
 
 
 class OfflineLLM:
-    def __init__(self, temperature: float = 0.8, count: Callable[[str], None] | None = None) -> None:
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, count: Callable[[str], None] | None = None) -> None:
         self.temperature = max(0.0, min(2.0, float(temperature)))
         self._count = count or (lambda op: None)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import BeamkitError, ErrorCode, InvalidRequest
-from ..base import ALL_ROLES, Limit, Setting
+from ..base import ALL_ROLES, DEFAULT_TEMPERATURE, Limit, Setting
 from .pricing import merge_prices
 
 #: the request header that carries a per-request key to the REST API (a declared setting's header)
@@ -131,7 +131,7 @@ class OpenAIConfig:
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     #: the LLM's: the job's temperature; the judge's: its setting; None: not sent
-    temperature: float | None = 0.8
+    temperature: float | None = DEFAULT_TEMPERATURE
     seed: int = 0
     max_tokens: int | None = None
     size: str | None = DEFAULT_IMAGE_SIZE
@@ -214,7 +214,7 @@ def prices_of(settings: Mapping[str, Any]) -> dict[str, Any]:
         raise _bad("prices", f"is invalid: {exc}") from None
 
 
-def config_for(role: str, settings: Mapping[str, Any], *, temperature: float = 0.8, seed: int = 0,
+def config_for(role: str, settings: Mapping[str, Any], *, temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
                need_key: bool = True) -> OpenAIConfig:
     """One role's configuration from its resolved settings; a missing key is a fatal AUTH_ERROR."""
     key = settings.get("api_key")
