@@ -343,3 +343,22 @@ async def test_messages_pushed_over_several_turns_of_the_loop_go_out_in_one_writ
         await asyncio.sleep(0.001)
     assert len(writes) == 1 and [json.loads(p)["jobId"] for f in writes[0] for p in payloads(f)] == ["j0", "j1", "j2"]
     conn.close()
+
+
+async def test_a_burst_that_fills_half_the_queue_is_written_at_once_not_at_the_gathering_timer(tmp_path, monkeypatch):
+    from beamkit.server import connection
+    from beamkit.server.manager import JobManager
+
+    monkeypatch.setattr(connection, "COALESCE_S", 30.0)  # only the bound can make it write during this test
+    writes: list[list[bytes]] = []
+    conn = Connection(JobManager(tmp_path), lambda frames: writes.append(list(frames)), lambda code, reason: None,
+                      max_queue=10)
+    for n in range(25):  # more than the queue holds, over many turns: a client that reads is never dropped
+        await conn.handle(json.dumps({"type": "ping", "jobId": f"j{n}"}))
+        await asyncio.sleep(0)
+    assert not conn.dropped and writes
+    assert all(len(w) <= 5 for w in writes)  # written as soon as half the bound (5 items) waited
+    while conn.pending:
+        await asyncio.sleep(0)
+    assert [json.loads(p)["jobId"] for w in writes for f in w for p in payloads(f)] == [f"j{n}" for n in range(25)]
+    conn.close()

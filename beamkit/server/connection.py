@@ -99,7 +99,8 @@ class Connection:
         self._subs: dict[str, Callable[[], None]] = {}
         self._loop = asyncio.get_running_loop()
         self._flusher = _flusher(self._loop)
-        self._scheduled = False
+        self._scheduled = False  # waiting for the gathering timer
+        self._soon = False  # a flush is due at the next turn
         self._last: Any = None  # the transport's future of the last write not yet sent
         self.closed = False
         self.dropped = False
@@ -203,13 +204,18 @@ class Connection:
             return
         self._outbox.append(item)
         self._queued += size
-        if not self._scheduled:
+        if len(self._outbox) * 2 >= self.max_queue or (self._queued + self._unsent) * 2 >= self.max_bytes:
+            # Half a bound waits: written at the next turn, not at the gathering timer, so that a burst
+            # for a client that reads never comes near the bounds meant for one that does not.
+            self._schedule()
+        elif not self._scheduled:
             self._scheduled = True
             self._flusher.add(self)
 
     def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
+        """Flush at the next turn of the loop (a long replay's next chunk, what a sent write freed)."""
+        if not self._soon:
+            self._soon = True
             self._loop.call_soon(self._flush)
 
     def _drop(self, size: int) -> None:
@@ -246,7 +252,7 @@ class Connection:
 
     def _flush(self) -> None:
         """Write what waits, one CHUNK per turn of the loop, unless the transport is full."""
-        self._scheduled = False
+        self._scheduled = self._soon = False
         if self.closed or not self._outbox or self._unsent >= HIGH_WATER:
             return  # a full transport: _sent() flushes again once it has sent
         try:
