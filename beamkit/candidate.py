@@ -44,6 +44,20 @@ def ref_dict(key: tuple[int, int]) -> dict[str, int]:
     return {"iteration": key[0], "candidateId": key[1]}
 
 
+def prompt_fields(c: Any) -> dict[str, Any]:
+    """A candidate's dimension, parent, prompts and picture as the wire and metadata.json name them
+    (``c``: a Candidate or a candidate event, which carry the same attributes)."""
+    return {
+        "dimension": c.dimension,
+        "parent": None if c.parent is None else ref_dict(c.parent),
+        "whatPrompt": c.what_prompt,
+        "howPrompt": c.how_prompt,
+        "combinedPrompt": c.combined_prompt,
+        "imageId": c.image_id,
+        "imagePath": c.image_path,
+    }
+
+
 @dataclass
 class Candidate:
     iteration: int
@@ -102,13 +116,7 @@ class Candidate:
         return {
             "iteration": self.iteration,
             "candidateId": self.candidate_id,
-            "dimension": self.dimension,
-            "parent": None if self.parent is None else ref_dict(self.parent),
-            "whatPrompt": self.what_prompt,
-            "howPrompt": self.how_prompt,
-            "combinedPrompt": self.combined_prompt,
-            "imageId": self.image_id,
-            "imagePath": self.image_path,
+            **prompt_fields(self),
             "totalScore": self.total_score,
             "alignmentScore": self.alignment_score,
             "aestheticScore": self.aesthetic_score,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of, ref_dict
+from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of, prompt_fields, ref_dict
 from .errors import ErrorCode
 
 STARTED = "started"
@@ -290,13 +290,7 @@ class CandidateEvent(Event):
             "iteration": self.iteration,
             "candidateId": self.candidate_id,
             "totalCandidates": self.total_candidates,
-            "dimension": self.dimension,
-            "parent": None if self.parent is None else ref_dict(self.parent),
-            "whatPrompt": self.what_prompt,
-            "howPrompt": self.how_prompt,
-            "combinedPrompt": self.combined_prompt,
-            "imageId": self.image_id,
-            "imagePath": self.image_path,
+            **prompt_fields(self),
             "status": self.status,
             # a failed candidate has a score of nulls: clients of the protocol document read score.totalScore
             "score": {
