@@ -443,22 +443,26 @@ class BeamWidget(anywidget.AnyWidget):
                     self.selected_image = data
                     self.selected_image_format = sniff_format(data)
 
+        self._picture(cand, self._images.full, self._images.full_sync, put)
+
+    def _picture(self, cand: dict[str, Any], read: Callable[[dict[str, Any]], Awaitable[bytes | None]],
+                 read_sync: Callable[[dict[str, Any]], bytes | None], put: Callable[[bytes | None], None]) -> None:
+        """Hand ``put`` a candidate's picture: read off the loop while the widget is live, at once when
+        it is not (a static view has no loop to wait on)."""
         if self.live:
             async def load() -> None:
-                put(await self._images.full(cand))
+                put(await read(cand))
 
             self._spawn(load())
         else:
-            put(self._images.full_sync(cand))
-
+            put(read_sync(cand))
 
     def _show_detail(self, key: str) -> dict[str, Any] | None:
         """Set ``selected`` to one candidate's detail (None, and nothing set, for an unknown key)."""
         try:
-            i, c = (int(x) for x in key.split("-"))
+            detail = self._vm.detail(_key(key))
         except ValueError:
             return None
-        detail = self._vm.detail((i, c))
         if detail is None:
             return None
         # each ancestor's prompts and critique, so the detail view can show critique -> refine
@@ -490,13 +494,7 @@ class BeamWidget(anywidget.AnyWidget):
             name = f"{self._vm.job_id or 'beamkit'}-iter{cand['iteration']}-cand{cand['candidateId']}.{fmt}"
             self.send({**reply, "format": fmt, "name": name}, [data])
 
-        if self.live:
-            async def load() -> None:
-                put(await self._images.stored(cand))
-
-            self._spawn(load())
-        else:
-            put(self._images.stored_sync(cand))
+        self._picture(cand, self._images.stored, self._images.stored_sync, put)
 
 
 _STEP_FIELDS = ("key", "iteration", "candidateId", "dimension", "status", "totalScore", "whatPrompt", "howPrompt", "critique")
