@@ -47,6 +47,17 @@ def make(server: FakeOpenAI, **settings: Any) -> Roles:
     return resolve("openai", {**base, **settings}, temperature=0.9, seed=11)
 
 
+async def assert_start_waits(lim: KindLimiter) -> None:
+    """A start asked for now is still waiting a moment later, holding no slot; then it is called off."""
+    waiter = asyncio.ensure_future(lim.acquire())
+    await asyncio.sleep(0.05)
+    assert not waiter.done() and lim.waiting == 1 and lim.in_flight == 0
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert lim.waiting == 0 and lim.in_flight == 0
+
+
 def rate_limited(retry: float | None = None) -> ProviderError:
     err = ProviderError("rate limited", ErrorCode.RATE_LIMIT)
     if retry is not None:
@@ -162,22 +173,11 @@ async def test_waiting_for_a_pause_or_a_minute_window_holds_no_slot():
     lim = KindLimiter(Limit(concurrency=1, per_minute=1), window=30.0)
     async with lim.slot():
         pass
-    waiter = asyncio.ensure_future(lim.acquire())  # the window is spent: it must wait 30 s
-    await asyncio.sleep(0.05)
-    assert not waiter.done() and lim.waiting == 1 and lim.in_flight == 0
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    assert lim.waiting == 0 and lim.in_flight == 0
+    await assert_start_waits(lim)  # the window is spent: it must wait 30 s
 
     paused = KindLimiter(Limit(concurrency=1))
     paused.throttled(30.0)
-    waiter = asyncio.ensure_future(paused.acquire())
-    await asyncio.sleep(0.05)
-    assert not waiter.done() and paused.in_flight == 0
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
+    await assert_start_waits(paused)
 
 
 @pytest.mark.asyncio
@@ -233,12 +233,7 @@ async def test_no_remaining_requests_makes_starts_wait_for_the_reset():
     async with lim.slot():  # the one that is left
         pass
     assert lim.budget == 0
-    waiter = asyncio.ensure_future(lim.acquire())
-    await asyncio.sleep(0.05)
-    assert not waiter.done() and lim.in_flight == 0
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
+    await assert_start_waits(lim)
     lim.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20s"})
     assert lim.paused_until - time.monotonic() > 19
 

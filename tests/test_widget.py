@@ -38,6 +38,15 @@ def sim_set(**kwargs: Any) -> str:
     return name
 
 
+async def cancel_once(job: Any, ready: Any) -> None:
+    """Cancel ``job`` as soon as ``ready()`` holds (polled: a state to reach), and see it end cancelled."""
+    while not ready():
+        await asyncio.sleep(0.02)
+    job.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await job
+
+
 def big_png(text: str, size: int = 512) -> bytes:
     """A real-sized picture, for thumbnail tests (the simulated set paints 8x8)."""
     im = Image.new("RGB", (size, size), (30, 60, 90))
@@ -387,11 +396,7 @@ async def test_openai_job_shows_tokens_and_cost(tmp_path: Path, openai_server: A
 @pytest.mark.asyncio
 async def test_loaded_stopped_session_shows_usage_from_metadata(tmp_path: Path) -> None:
     job = beamkit.start("stopped", providers=sim_set(image_latency=0.05), output=tmp_path, N=4, iterations=10, seed=1)
-    while not any(e["type"] == "iteration" and e.get("status") == "completed" for e in job.history):
-        await asyncio.sleep(0.02)
-    job.cancel()
-    with pytest.raises(beamkit.JobCancelled):
-        await job
+    await cancel_once(job, lambda: any(e["type"] == "iteration" and e.get("status") == "completed" for e in job.history))
     meta = json.loads((job.folder / storage.METADATA_FILE).read_text())
     w = view(beamkit.load(job.folder))
     assert w.header["status"] == "cancelled"
@@ -558,11 +563,7 @@ async def test_loaded_result_replays_events_and_draws_without_a_loop(tmp_path: P
 @pytest.mark.asyncio
 async def test_loaded_cancelled_session(tmp_path: Path) -> None:
     job = beamkit.start("stopped", providers=sim_set(image_latency=0.1), output=tmp_path, N=6, iterations=10, seed=1)
-    while sum(e["type"] == "candidate" for e in job.history) < 8:
-        await asyncio.sleep(0.02)
-    job.cancel()
-    with pytest.raises(beamkit.JobCancelled):
-        await job
+    await cancel_once(job, lambda: sum(e["type"] == "candidate" for e in job.history) >= 8)
     w = view(beamkit.load(job.folder))
     assert w.header["status"] == "cancelled"
     assert w.live_row is None or w.live_row["status"] == "stopped"
@@ -837,11 +838,7 @@ async def test_the_static_view_tells_how_a_job_ended(tmp_path: Path) -> None:
 
     job = beamkit.start("stopped <b>early</b>", providers=sim_set(image_latency=0.05), output=tmp_path, N=4,
                         iterations=10, seed=1)
-    while not job.state.beams:
-        await asyncio.sleep(0.02)
-    job.cancel()
-    with pytest.raises(beamkit.JobCancelled):
-        await job
+    await cancel_once(job, lambda: job.state.beams)
     b = static_bundle(job)
     assert b["text/plain"] == summary(job.state) and "cancelled" in b["text/plain"]
     page = b["text/html"]
@@ -862,11 +859,7 @@ async def test_sessions_gallery_lists_every_folder_and_opens_one_as_load_does(tm
     done = await beamkit.search("a lighthouse", providers=name, output=tmp_path, N=3, M=1, iterations=2, seed=1)
     stopped = beamkit.start("a stopped one", providers=sim_set(image_latency=0.05), output=tmp_path, N=4,
                             iterations=10, seed=2)
-    while not stopped.state.candidates:
-        await asyncio.sleep(0.02)
-    stopped.cancel()
-    with pytest.raises(beamkit.JobCancelled):
-        await stopped
+    await cancel_once(stopped, lambda: stopped.state.candidates)
     broken = tmp_path / "sessions" / "job-broken"
     broken.mkdir()
     (broken / storage.METADATA_FILE).write_text("{not json")
