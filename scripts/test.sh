@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need, check the package with ruff and mypy, then run the whole suite
+# Set up everything the tests need, lint with ruff (the whole tree) and type-check the package with mypy, then run the whole suite
 # (Python tests, notebooks, the browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,12 +13,12 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "warning: /usr/bin/chromium is missing (apt-get install chromium); the browser test will fail" >&2
   fi
 fi
-# Lint and type-check the package first (settings in pyproject.toml): an error in either fails the run.
+# Lint the tree and type-check the package first (settings in pyproject.toml): an error in either fails the run.
 checks=0
-.venv/bin/ruff check beamkit || checks=1
+.venv/bin/ruff check || checks=1  # the package, tests, benchmarks and notebooks
 .venv/bin/mypy || checks=1
 if [ "$checks" != 0 ]; then
-  echo "test.sh: ruff or mypy found errors in beamkit/ (above); the tests were not run" >&2
+  echo "test.sh: ruff or mypy found errors (above); the tests were not run" >&2
   exit 1
 fi
 # Keep Jupyter and IPython state out of HOME.

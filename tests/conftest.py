@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from server_helpers import Providers, Running, register_providers, start_server, unregister_providers
-
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -13,13 +13,13 @@ import http.client
 import json
 import os
 import threading
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from server_helpers import Providers, Running, register_providers, start_server, unregister_providers
-
 
 T = TypeVar("T")
 

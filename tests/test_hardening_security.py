@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hardening_helpers import threaded_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,7 +22,6 @@ from server_helpers import recv, send, start_server, until_terminal
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from hardening_helpers import threaded_server
 from beamkit import cli, storage
 from beamkit.server import standalone
 from beamkit.server.handlers import ROUTES, SocketRoute

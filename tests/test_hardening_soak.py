@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from server_helpers import start_server
-
 from hardening_helpers import open_fds, rss_bytes
+from server_helpers import start_server
 
 _spec = importlib.util.spec_from_file_location("beamkit_bench_soak", Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py")
 soak = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]

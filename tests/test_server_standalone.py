@@ -12,7 +12,7 @@ import sys
 
 import jsonschema
 import pytest
-from server_helpers import send, recv, start_server, until_terminal
+from server_helpers import recv, send, start_server, until_terminal
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -161,7 +161,7 @@ def _routes() -> dict[str, set[str]]:
         if pattern in ("/", "/ws"):
             continue
         names = iter(("jobId",) if "job/" in pattern else ("imageId",))
-        template = re.sub(r"\(\[\^/\]\+\)", lambda m: "{" + next(names) + "}", pattern)
+        template = re.sub(r"\(\[\^/\]\+\)", lambda m, names=names: "{" + next(names) + "}", pattern)
         out[template] = {m for m in ("get", "post", "put", "patch", "delete") if m in _own_methods(handler)}
     return out
 

@@ -13,19 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai_server import openai_server  # noqa: F401 - the fixture
 from PIL import Image
 
 import beamkit
+import beamkit.widget as widget
 from beamkit import storage
 from beamkit.providers import register
 from beamkit.providers.simulated import Simulation
-import beamkit.widget as widget
 from beamkit.widget import BeamWidget, ViewModel, view
 from beamkit.widget.chart import line_chart, score_chart
 from beamkit.widget.images import THUMB_SIZE, make_thumbnail, sniff_format
 from beamkit.widget.measure import count_comms, measure_job
-
-from openai_server import openai_server  # noqa: F401 - the fixture
 
 _names = itertools.count()
 
