@@ -16,6 +16,7 @@ from typing import Any
 from .engine.tournament import comparisons
 from .params import JobParams, validate
 from .providers import roles as job_roles
+from .providers.base import judging_role
 
 #: the operations each role performs; a tournament's "compare" goes to the role that judges
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -83,7 +84,7 @@ def estimate(params: Any = None, /, *, provider_settings: Mapping[str, Any] | No
     plans = job_roles.plan(job.providers, provider_settings, temperature=job.temperature, seed=job.seed or 0,
                            prompt=job.prompt)
     tournament = job.ranking == "tournament"
-    judging = "judge" if "judge" in plans else "vision"  # without a judge role the vision object compares
+    judging = judging_role(plans)
     operations = {role: OPERATIONS.get(role, ()) + ((COMPARE,) if tournament and role == judging else ())
                   for role in plans}
     cost: dict[str, float] = {}

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..candidate import Candidate, Key, ref_dict
 from ..errors import BeamkitError
+from ..providers.base import judging_role
 
 Side = Literal["a", "b"]
 #: asks which of two candidates (in this order) is better: "a" or "b"
@@ -255,7 +256,7 @@ def for_search(search: Any) -> Tournament:
                              f"'{search.providers.providers.get('vision')}' cannot compare pictures: name a provider "
                              "that can as the judge role (providers={..., \"judge\": NAME}; `beamkit providers` "
                              "lists those that offer it)", "providers")
-    kind = "judge" if "judge" in search.providers.handles else "vision"
+    kind = judging_role(search.providers.handles)
     prompt = search.params.prompt
 
     async def call(first: bytes, second: bytes, seed: int) -> tuple[Side | None, str]:

@@ -18,7 +18,7 @@ import inspect
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -439,8 +439,13 @@ class Roles:
                 log.debug("closing a role failed", exc_info=True)
 
 
+def judging_role(roles: Collection[str]) -> str:
+    """The role whose object judges a tournament: the ``judge`` role when a job names one, else ``vision``."""
+    return "judge" if "judge" in roles else "vision"
+
+
 def _judge_of(handles: Mapping[str, RoleHandle]) -> Judge | None:
-    impl = (handles.get("judge") or handles["vision"]).impl
+    impl = handles[judging_role(handles)].impl
     return impl if isinstance(impl, Judge) else None
 
 
