@@ -539,8 +539,7 @@ def comparison(job_id: str, wire: Mapping[str, Any]) -> ComparisonEvent:
     """The event of one verdict, from ``tournament.Comparison.to_wire()``."""
     known = {"iteration", "a", "b", "shownFirst", "winner", "reason"}
     return ComparisonEvent(job_id=job_id, iteration=wire["iteration"],
-                           a=(wire["a"]["iteration"], wire["a"]["candidateId"]),
-                           b=(wire["b"]["iteration"], wire["b"]["candidateId"]),
+                           a=_ref(wire["a"], "a"), b=_ref(wire["b"], "b"),
                            shown_first=wire["shownFirst"], winner=wire["winner"], reason=wire["reason"],
                            extra={k: v for k, v in wire.items() if k not in known})
 

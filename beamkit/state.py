@@ -107,8 +107,8 @@ class SessionState:
         self.stopped_by: str | None = None
         #: when the job started (its ``started`` event's timestamp)
         self.started_at: str | None = None
-        #: a tournament's verdicts, as their ``comparison`` events' wire dicts, in the order they came
-        self.comparisons: list[dict[str, Any]] = []
+        #: a tournament's verdicts, as their ``comparison`` events, in the order they came
+        self.comparisons: list[ComparisonEvent] = []
         self.events_applied = 0
         #: the iteration whose beam a person is reviewing (a steered job waiting), else None
         self.reviewing: int | None = None
@@ -138,7 +138,7 @@ class SessionState:
                 changed = self._candidate(e)
             case ComparisonEvent():
                 # A verdict changes no part of today's views: the beam it leads to comes with the iteration's end.
-                self.comparisons.append(dict(e))
+                self.comparisons.append(e)
                 changed = set()
             case CompleteEvent():
                 changed = self._complete(e)
@@ -246,7 +246,14 @@ class SessionState:
         # A tournament's verdicts, when the events that carried them are not at hand (metadata.json keeps them)
         kept = meta.get("comparisons")
         if not self.comparisons and isinstance(kept, list):
-            self.comparisons = [dict(c) for c in kept if isinstance(c, Mapping)]
+            for c in kept:  # read as the events they were (a session folder is not trusted)
+                try:
+                    verdict = decode({**c, "type": "comparison", "jobId": meta.get("jobId")})
+                except (TypeError, ValueError):
+                    log.warning("beamkit: skipped an unreadable comparison in metadata of %s", meta.get("jobId"))
+                    continue
+                if isinstance(verdict, ComparisonEvent):
+                    self.comparisons.append(verdict)
 
     @classmethod
     def from_result(cls, result: Any, events: Iterable[Event | Mapping[str, Any]] = ()) -> SessionState:

@@ -228,6 +228,8 @@ async def test_a_tournament_read_from_metadata_alone_keeps_its_verdicts(tmp_path
     await job.wait()
     verdicts = [(e["a"], e["b"], e["winner"], e["reason"]) for e in job.history if e["type"] == "comparison"]
     assert verdicts
+    meta = json.loads((job.folder / "metadata.json").read_text())
+    meta["comparisons"][1:1] = [{"iteration": 0, "a": "x", "b": {}}, 7]  # a folder is not trusted: skipped
     state = SessionState()
-    state.merge_metadata(json.loads((job.folder / "metadata.json").read_text()))
+    state.merge_metadata(meta)
     assert [(c["a"], c["b"], c["winner"], c["reason"]) for c in state.comparisons] == verdicts

@@ -56,10 +56,6 @@ def _cut(text: Any, limit: int = REASON_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _ref(d: Mapping[str, Any]) -> Key:
-    return (d["iteration"], d["candidateId"])
-
-
 def _num(v: Any) -> int | float:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
@@ -267,13 +263,11 @@ class ViewModel:
         judge's reason may speak of)."""
         out = []
         for c in self.state.comparisons:
-            a, b = _ref(c["a"]), _ref(c["b"])
-            if key not in (a, b):
+            if key not in (c.a, c.b):
                 continue
-            me = "a" if key == a else "b"
-            out.append({"opponent": key_str(b if me == "a" else a), "won": c["winner"] == me,
-                        "reason": _cut(c.get("reason")), "iteration": c["iteration"],
-                        "shownFirst": c["shownFirst"] == me})
+            me = "a" if key == c.a else "b"
+            out.append({"opponent": key_str(c.b if me == "a" else c.a), "won": c.winner == me,
+                        "reason": _cut(c.reason), "iteration": c.iteration, "shownFirst": c.shown_first == me})
         return out
 
     def standing(self, key: Key) -> dict[str, Any] | None:
