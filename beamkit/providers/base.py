@@ -65,17 +65,18 @@ def check_providers(value: Any) -> str | dict[str, str]:
         unknown = [k for k in value if k not in ALL_ROLES]
         if unknown:
             raise InvalidRequest(f"'providers' names an unknown role '{unknown[0]}' (the roles are "
-                                 f"{_listed()})", "providers")
+                                 f"{listed_roles()})", "providers")
         missing = [r for r in ROLES if r not in value]
         if missing:
             raise InvalidRequest(f"'providers' gives no provider for the {missing[0]} role (name one for each of "
                                  f"{', '.join(ROLES)}, or give one name for all)", "providers")
         return {r: name(value[r], f"for the {r} role") for r in ALL_ROLES if r in value}
     raise InvalidRequest(f"'providers' must be a provider name or an object naming the provider of each role "
-                         f"({_listed()})", "providers")
+                         f"({listed_roles()})", "providers")
 
 
-def _listed() -> str:
+def listed_roles() -> str:
+    """The roles a mapping names, as messages list them: ``llm, image, vision, judge (optional)``."""
     return ", ".join(ROLES) + "".join(f", {r} (optional)" for r in OPTIONAL_ROLES)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .base import ALL_ROLES, ROLES
+from .base import ALL_ROLES, listed_roles
 
 
 def parse_providers(text: str) -> str | dict[str, str]:
@@ -19,8 +19,8 @@ def parse_providers(text: str) -> str | dict[str, str]:
         role, sep, name = part.partition("=")
         role, name = role.strip(), name.strip()
         if not sep or not role or not name:
-            raise argparse.ArgumentTypeError(f"--providers takes NAME or ROLE=NAME,... (roles {', '.join(ROLES)}, "
-                                             f"and optionally judge), not {text!r}")
+            raise argparse.ArgumentTypeError(f"--providers takes NAME or ROLE=NAME,... (roles {listed_roles()}), "
+                                             f"not {text!r}")
         if role in out:
             raise argparse.ArgumentTypeError(f"--providers names the {role} role twice")
         out[role] = name
