@@ -190,11 +190,15 @@ _MENTIONS = {
     "a": re.compile(rf"\b(?i:first|left)\b|\b{_PICTURE}(?:(?i:1|one)|A)\b"),
     "b": re.compile(rf"\b(?i:second|right)\b|\b{_PICTURE}(?:(?i:2|two)|B)\b"),
 }
-_SHORT = re.compile(r"(?:the\s+)?(?:(?:image|picture|photo|option|candidate|img)\s*#?\s*)?(\w+)"
-                    r"(?:\s+(?:image|picture|photo|option|one))?")
+_SHORT = re.compile(rf"(?:the\s+)?(?:{_PICTURE})?(\w+)(?:\s+(?:image|picture|photo|option|one))?")
 _LABELLED = re.compile(
     r"\b(?:winner|answer|verdict|choice|preferred|pick)\b\W{0,4}(?:is\s+)?(?:the\s+)?"
     rf"({_PICTURE}(?:[12ab]|one|two)|first|second|left|right|[12ab])\b", re.I)
+
+
+def _bare(text: str) -> str:
+    """An answer without its quotes, emphasis and closing punctuation, in lower case."""
+    return text.strip().strip("\"'`*.!:()[]").strip().lower()
 
 
 def _named(text: str) -> set[str]:
@@ -210,8 +214,7 @@ def _side(value: Any) -> str:
         return "a" if value == 1 else "b"
     if not isinstance(value, str):
         raise ReplyError(f"'winner' is {json.dumps(value)[:60]}, not a picture")
-    word = value.strip().strip("\"'`*.!:()[]").strip().lower()
-    short = _SHORT.fullmatch(word)  # "the second image", "picture b", "image #1", "first one"
+    short = _SHORT.fullmatch(_bare(value))  # "the second image", "picture b", "image #1", "first one"
     if short and short.group(1) in _SIDE_WORDS:
         return _SIDE_WORDS[short.group(1)]
     named = _named(value)
@@ -221,7 +224,7 @@ def _side(value: Any) -> str:
 
 
 def _from_prose(text: str) -> Verdict:
-    word = text.strip().strip("\"'`*.!:()[]").strip().lower()
+    word = _bare(text)
     if word in _SIDE_WORDS:  # a bare "Second" or "A"
         return Verdict(_SIDE_WORDS[word])  # type: ignore[arg-type]
     reason = " ".join(text.split())[:300]
