@@ -463,13 +463,17 @@ TERMINAL_TYPES = (CompleteEvent, ErrorEvent)
 # -- encode and decode ---------------------------------------------------------------------------
 
 
+#: one encoder for every event: ``json.dumps`` with options builds a new one each call
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def encode(event: Event | Mapping[str, Any]) -> str:
     """The event as one JSON text (a line of events.jsonl, a WebSocket message); computed once per event."""
     if not isinstance(event, Event):
-        return json.dumps(dict(event), ensure_ascii=False)
+        return _ENCODER.encode(dict(event))
     line = event.__dict__.get("_line")
     if line is None:
-        line = json.dumps(event, ensure_ascii=False)
+        line = _ENCODER.encode(event)
         object.__setattr__(event, "_line", line)
     return line
 

@@ -460,3 +460,34 @@ async def test_vision_does_not_wait_for_the_disk_and_a_candidate_is_reported_onc
         reported = log.index(("candidate", c.key))
         assert vision < saved < reported, steps
         assert c.image_path == f"memory:{c.iteration}-{c.candidate_id}"
+
+
+@pytest.mark.asyncio
+async def test_an_iterations_checkpoint_is_handed_over_once_the_next_iterations_calls_have_started():
+    """Rendering metadata.json costs the loop a moment: the next iteration's calls go out first."""
+    from beamkit.engine.beam import BeamSearch
+    from beamkit.params import validate
+    from beamkit.providers import resolve
+
+    log: list[tuple[str, object]] = []
+    sim = Simulation(llm_latency=0.01, fault=lambda op, args: log.append((op, None)) if op == "critique" else None)
+    name = _use(sim)
+    params = validate({"prompt": "a fox", "N": 4, "M": 2, "iterations": 3, "seed": 3, "providers": name})
+    recorder = _MemoryRecorder(log)
+    recorder.checkpoint = lambda record: log.append(("checkpoint", f"{record.status}:{len(record.beams)}"))  # type: ignore[method-assign]
+
+    def emit(e) -> None:
+        if e["type"] == "iteration":
+            log.append((f"iteration {e['status']}", e["iteration"]))
+
+    search = BeamSearch("job-order", params, resolve(name, None, temperature=0.8, seed=3, prompt="a fox"), recorder, emit)
+    await search.run()
+    marks = [(step, what) for step, what in log if step != "saved"]
+    for i in (1, 2):
+        started = marks.index(("iteration processing", i))
+        kept = marks.index(("checkpoint", f"running:{i}"))
+        critiques = [k for k, m in enumerate(marks) if m[0] == "critique" and started < k]
+        # each of the parents' critiques is asked before the record of the iteration before is handed over
+        assert critiques[:2] == [started + 1, started + 2] and kept == started + 3, marks
+        assert marks.index(("iteration completed", i)) > kept
+    assert marks[-2:] == [("checkpoint", "completed:3"), ("flushed", None)]

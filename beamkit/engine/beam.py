@@ -79,6 +79,8 @@ class BeamSearch:
         #: candidates of the iteration being started: N, or fewer where the image budget runs out
         self._n = params.N
         self._deadlines = deadlines()
+        #: an iteration has ended and its record is not yet handed to the recorder (``_checkpoint_behind``)
+        self._checkpoint_due = False
         #: asked between iterations of a steered job (``steering.review``); the Job sets it
         self.reviewer: steering.Reviewer | None = None
         self._tournament = None
@@ -233,7 +235,19 @@ class BeamSearch:
                     children.append(c)
                     tg.create_task(self._run_candidate(c, partial(prompts_for, c, parent)))
                     cid += 1
+            await self._checkpoint_behind()
         return children
+
+    async def _checkpoint_behind(self) -> None:
+        """Keep the last iteration's record once this one's tasks have taken their first step:
+        rendering metadata.json costs the loop a moment, and the calls should not wait for it."""
+        if not self._checkpoint_due:
+            return
+        self._checkpoint_due = False
+        try:
+            await asyncio.sleep(0)
+        finally:  # a cancel or a failing call at the first step: the record is still kept as it stands
+            self.recorder.checkpoint(self.record)
 
     async def _select(self, iteration: int, children: list[Candidate]) -> None:
         survivors = [c for c in children if c.ok]
@@ -281,7 +295,7 @@ class BeamSearch:
             rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))
             if rec.stopped_by is not None:
                 break
-            self.recorder.checkpoint(rec)
+            self._checkpoint_due = True  # kept once the next iteration's first calls are on their way
         rec.status = "completed"
         rec.duration_ms = int((time.perf_counter() - started) * 1000)
         rec.usage = self.providers.usage()

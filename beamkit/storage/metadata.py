@@ -14,9 +14,8 @@ from ..candidate import Candidate
 from ..engine.recorder import SearchRecord
 from ..result import best_record
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+#: compact, and made once: ``json.dumps`` with options builds a new encoder each call
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _mark(c: Candidate) -> tuple[Any, ...]:
