@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of, prompt_fields, ref_dict
 from .errors import ErrorCode
@@ -116,6 +116,16 @@ class Event(dict[str, Any]):
     @classmethod
     def _fields_of(cls, d: Mapping[str, Any]) -> dict[str, Any]:
         return {}
+
+    @classmethod
+    def _whole(cls, **fields: Any) -> Self:
+        """The event of ``fields``, which name every field: what the constructor makes, without
+        the frozen dataclass's ``__init__``, which sets each field through ``object.__setattr__``
+        (a third of the cost of a candidate's event). Checked against the constructor by a test."""
+        self = cls.__new__(cls)
+        self.__dict__.update(fields)
+        self.__post_init__()
+        return self
 
     # Its text is encoded once and kept: a change would make the event and its text disagree.
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only
@@ -255,22 +265,23 @@ class CandidateEvent(Event):
 
     @classmethod
     def of(cls, job_id: str, c: Candidate, total_candidates: int) -> CandidateEvent:
-        # the event's own copy, JSON-ready whoever made the candidate
-        metadata = json_ready(c.image_metadata) if c.image_metadata else {}
-        if c.status == "ok":
-            return cls(
-                job_id=job_id, iteration=c.iteration, candidate_id=c.candidate_id, total_candidates=total_candidates,
-                dimension=c.dimension, parent=c.parent, what_prompt=c.what_prompt, how_prompt=c.how_prompt,
-                combined_prompt=c.combined_prompt, image_id=c.image_id, image_path=c.image_path, status="ok",
-                total_score=c.total_score, alignment_score=c.alignment_score, aesthetic_score=c.aesthetic_score,
-                analysis=c.analysis, strengths=tuple(c.strengths), weaknesses=tuple(c.weaknesses),
-                critique=c.critique, image_metadata=metadata, timings=dict(c.timings),
-            )
-        return cls(
-            job_id=job_id, iteration=c.iteration, candidate_id=c.candidate_id, total_candidates=total_candidates,
-            dimension=c.dimension, parent=c.parent, what_prompt=c.what_prompt, how_prompt=c.how_prompt,
-            combined_prompt=c.combined_prompt, image_id=c.image_id, image_path=c.image_path, status="failed",
-            critique=c.critique, image_metadata=metadata, error=dict(c.error) if c.error else None,
+        """The event of a finished candidate (made once per candidate, on the engine's hot path)."""
+        ok = c.status == "ok"
+        return cls._whole(
+            job_id=job_id, timestamp=timestamp(), extra={}, iteration=c.iteration, candidate_id=c.candidate_id,
+            total_candidates=total_candidates, dimension=c.dimension, parent=c.parent, what_prompt=c.what_prompt,
+            how_prompt=c.how_prompt, combined_prompt=c.combined_prompt, image_id=c.image_id, image_path=c.image_path,
+            status="ok" if ok else "failed",
+            total_score=c.total_score if ok else None,
+            alignment_score=c.alignment_score if ok else None,
+            aesthetic_score=c.aesthetic_score if ok else None,
+            analysis=c.analysis if ok else "",
+            strengths=tuple(c.strengths) if ok else (),
+            weaknesses=tuple(c.weaknesses) if ok else (),
+            critique=c.critique,
+            # the event's own copy, JSON-ready whoever made the candidate
+            image_metadata=json_ready(c.image_metadata) if c.image_metadata else {},
+            error=dict(c.error) if c.error and not ok else None,
             timings=dict(c.timings),
         )
 

@@ -127,15 +127,15 @@ class SessionState:
         Raises ValueError for a malformed event of a known type (see ``events.decode``).
         """
         e = decode(event)
-        match e:
+        match e:  # the most frequent first: a job's events are mostly candidates
+            case CandidateEvent():
+                changed = self._candidate(e)
             case SubscribedEvent() | UnsubscribedEvent() | PongEvent() | UnknownEvent():
                 return set()  # protocol replies and types of a newer version say nothing about the job
             case StartedEvent():
                 changed = self._started(e)
             case IterationEvent():
                 changed = self._iteration(e)
-            case CandidateEvent():
-                changed = self._candidate(e)
             case ComparisonEvent():
                 # A verdict changes no part of today's views: the beam it leads to comes with the iteration's end.
                 self.comparisons.append(e)

@@ -219,3 +219,26 @@ def test_decode_keeps_what_it_does_not_know():
     assert isinstance(e, ev.ErrorEvent) and e.extra == {"retryIn": 5} and ev.encode(e) == json.dumps(newer)
     with pytest.raises(ValueError):
         ev.decode(["not", "an", "object"])
+
+
+@pytest.mark.parametrize("status", ["ok", "failed"])
+def test_a_candidates_event_made_in_one_step_is_the_one_the_constructor_makes(status):
+    """``CandidateEvent.of`` skips the dataclass's __init__ (the hot path): it must leave out no field."""
+    import dataclasses
+
+    from beamkit.candidate import Candidate
+
+    c = Candidate(2, 5, "how", what_prompt="w", how_prompt="h", parent=(1, 3), combined_prompt="w | h",
+                  image_id="job-x-2-5", image_path="/tmp/p.png", alignment_score=71.5, aesthetic_score=6.25,
+                  total_score=69.1, analysis="fine", strengths=["light"], weaknesses=["blur"], critique="more fog",
+                  status=status, error=None if status == "ok" else {"message": "no", "code": "PROVIDER_ERROR"},
+                  timings={"image": 0.2}, image_metadata={"seed": 9, "model": ("m", 1)})
+    made = ev.CandidateEvent.of("job-x", c, 12)
+    names = {f.name for f in dataclasses.fields(ev.CandidateEvent)}
+    assert names <= set(vars(made)), names - set(vars(made))
+    fields = {n: getattr(made, n) for n in names if n != "timestamp"}
+    built = ev.CandidateEvent(**fields, timestamp=made.timestamp)
+    assert dict(made) == dict(built) and ev.encode(made) == ev.encode(built)
+    assert {n: getattr(built, n) for n in names} == {n: getattr(made, n) for n in names}
+    assert made.status == status and (made.total_score is None) == (status == "failed")
+    assert ev.decode(json.loads(ev.encode(made))) == made
