@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from .errors import InvalidRequest
@@ -113,7 +113,8 @@ class JobParams:
     steer: bool = _DEFAULT["steer"]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # asdict would walk every value; only the two mappings (providers, stop_when) hold more than a scalar
+        return {name: dict(v) if isinstance(v := getattr(self, name), dict) else v for name in FIELD_NAMES}
 
     def with_seed(self) -> JobParams:
         """The same parameters with a concrete seed, drawn when none was given."""

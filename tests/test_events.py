@@ -128,6 +128,23 @@ async def test_listeners_see_the_final_status_with_the_final_event(tmp_path):
         assert all(status == "running" for _, status in seen[:-1])
 
 
+
+@pytest.mark.asyncio
+async def test_a_jobs_state_is_applied_when_read_and_then_holds_every_event_so_far(tmp_path):
+    """The job's reducer runs when its state is read, not per event: whoever reads it, a listener
+    included, finds every event emitted so far applied, in order."""
+    job = beamkit.start("a cat", N=3, M=1, iterations=2, providers=use(Simulation()), output=tmp_path, seed=1)
+    seen: list[tuple[int, int]] = []
+
+    def look(e) -> None:
+        if e["type"] == "candidate":
+            seen.append((sum(1 for h in job.history if h["type"] == "candidate"), job.progress["candidatesProcessed"]))
+
+    job.add_listener(look)
+    await job
+    assert seen == [(k, k) for k in range(1, 7)]
+    assert job.state.progress["candidatesProcessed"] == 6 and job.state.events_applied == len(job.history)
+
 # -- typed events: one encoder, one decoder ------------------------------------------------------
 
 CANDIDATE_KEYS = ["type", "jobId", "iteration", "candidateId", "totalCandidates", "dimension", "parent", "whatPrompt",

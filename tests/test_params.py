@@ -87,3 +87,15 @@ def test_providers_is_a_name_or_one_per_role():
     assert list(schema["oneOf"][1]["properties"]) == ["llm", "image", "vision", "judge"]  # the judge is optional
     judged = validate({"prompt": "x", "providers": {"judge": "openai", "vision": "offline", "llm": "a", "image": "b"}})
     assert judged.providers == {"llm": "a", "image": "b", "vision": "offline", "judge": "openai"}
+
+
+def test_job_params_are_the_declared_fields_and_their_dict_is_a_copy():
+    """``JobParams.to_dict`` lists FIELD_NAMES: a field added to one and not the other fails here."""
+    from dataclasses import asdict, fields
+
+    from beamkit.params import FIELD_NAMES, JobParams
+
+    assert tuple(f.name for f in fields(JobParams)) == FIELD_NAMES
+    p = JobParams("x", providers={"llm": "a", "image": "b", "vision": "c"}, stop_when={"score": 90.0})
+    d = p.to_dict()
+    assert d == asdict(p) and d["providers"] is not p.providers and d["stop_when"] is not p.stop_when

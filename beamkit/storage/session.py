@@ -48,9 +48,12 @@ class SessionStore:
         naming the folder and the reason when it cannot be made (unwritable, no space, no descriptors).
         """
         try:
-            self.output.mkdir(parents=True, exist_ok=True)
-            (self.output / SESSIONS).mkdir(mode=0o700, exist_ok=True)
-            self.folder.mkdir(mode=0o700)
+            try:
+                os.mkdir(self.folder, 0o700)  # one call where the output folder is there (every job but the first)
+            except FileNotFoundError:
+                self.output.mkdir(parents=True, exist_ok=True)
+                (self.output / SESSIONS).mkdir(mode=0o700, exist_ok=True)
+                os.mkdir(self.folder, 0o700)
         except FileExistsError:
             raise InvalidRequest(f"job id {self.job_id!r} is already used by {self.folder}", "job_id") from None
         except OSError as exc:
