@@ -93,7 +93,7 @@ class BeamSearch:
     async def _call(self, kind: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         # The kind's limiter (engine/limits.py) holds a slot for each attempt and retries one that
         # was rate limited after the pause the server asked for, holding no slot meanwhile.
-        result = await self._limiters[kind].run(partial(self._attempt, kind, fn, args, kwargs))
+        result = await self._limiters[kind].run(self._attempt, kind, fn, args, kwargs)
         # Text that is not text (a lone surrogate, which JSON can carry) could be neither stored nor sent.
         if not _is_text(result):
             raise BeamkitError(f"the {kind} call {_name(fn, kind)} answered with invalid text (a lone surrogate)",

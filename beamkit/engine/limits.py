@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar, Token
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..errors import RateLimited
 from ..providers.base import Limit
@@ -229,6 +229,8 @@ class KindLimiter:
 
     def _wake(self) -> None:
         """Start waiting calls, first come first served, while they may; else arm a timer."""
+        if not self._waiters:  # the usual case, after every call
+            return
         now = time.monotonic()
         while self._waiters:
             head = self._waiters[0]
@@ -258,12 +260,17 @@ class KindLimiter:
 
     # -- slots ----------------------------------------------------------------------------------
 
-    async def acquire(self) -> float:
-        """Wait (holding nothing) until a call may start, then take a slot; returns the start time."""
+    def _take_now(self) -> float | None:
+        """A slot at once (the start time), or None when the call must wait for one."""
         now = time.monotonic()
         if not self._waiters and self._has_room() and self._blocked_for(now) <= 0:
-            started = self._start(now)
-        else:
+            return self._start(now)
+        return None
+
+    async def acquire(self) -> float:
+        """Wait (holding nothing) until a call may start, then take a slot; returns the start time."""
+        started = self._take_now()
+        if started is None:
             fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             self._wake()
@@ -302,15 +309,18 @@ class KindLimiter:
             _current.reset(token)
             self.release()
 
-    async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """``await attempt()`` in a slot; when it is rate limited, adapt and try again after the pause
+    async def run(self, attempt: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await attempt(*args)`` in a slot; when it is rate limited, adapt and try again after the pause
         (the slot is given back meanwhile), up to ``RATE_LIMIT_RETRIES`` times."""
         tries = 0
         while True:
-            started = await self.acquire()
+            # A free slot is taken without a coroutine of its own: every role call comes through here.
+            started = self._take_now() if self._shared is None else None
+            if started is None:
+                started = await self.acquire()
             token = _current.set(self)
             try:
-                result = await attempt()
+                result = await attempt(*args)
             except RateLimited as exc:
                 if exc.fatal or tries >= RATE_LIMIT_RETRIES:
                     raise
