@@ -51,8 +51,8 @@ class Job:
         loop = _running_loop()
         self.id = job_id or new_job_id()
         self.params = params.with_seed()
-        self._state = SessionState(self.id, self.params.to_dict())
-        self._unapplied: list[ev.Event] = []  # events not yet applied to the state (see ``state``)
+        #: what the job's events say so far: its status, error and progress come from here
+        self.state = SessionState(self.id, self.params.to_dict())
         self.history: list[ev.Event] = []
         #: set when the session folder could not be written: the job ends with it, and the log is not written again
         self.storage_error: BeamkitError | None = None
@@ -91,20 +91,6 @@ class Job:
         r = self._search.record
         return Result(r.job_id, r.config, r.status, r.candidates, r.beams, r.duration_ms, r.usage, r.error, self.folder,
                       stopped_by=r.stopped_by, ratings=read_ratings(self.folder))
-
-    @property
-    def state(self) -> SessionState:
-        """What the job's events say so far: its status, error and progress come from here.
-
-        Events are applied when the state is read, not as they happen: a job nobody looks at
-        (a script's, a sweep's, one in a server between two status requests) does not run
-        the reducer for each of its candidates while they finish. Whoever reads it, a
-        listener included, sees every event emitted so far applied, in order."""
-        if self._unapplied:
-            pending, self._unapplied = self._unapplied, []
-            for event in pending:
-                self._state.apply(event)
-        return self._state
 
     @property
     def status(self) -> JobStatus:
@@ -288,7 +274,7 @@ class Job:
                 self.store.append_line(ev.encode(event))  # encoded once: the server sends the same text
             except OSError as exc:
                 self._storage_failed(exc, ev.is_terminal(event))
-        self._unapplied.append(event)  # applied when the state is next read (a listener reading it included)
+        self.state.apply(event)  # before listeners run, so they see the job as the event left it
         self.history.append(event)
         for listener in list(self._listeners):
             try:

@@ -130,9 +130,8 @@ async def test_listeners_see_the_final_status_with_the_final_event(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_a_jobs_state_is_applied_when_read_and_then_holds_every_event_so_far(tmp_path):
-    """The job's reducer runs when its state is read, not per event: whoever reads it, a listener
-    included, finds every event emitted so far applied, in order."""
+async def test_a_listener_finds_the_jobs_state_with_every_event_so_far_applied(tmp_path):
+    """The job applies each event to its state before its listeners run."""
     job = beamkit.start("a cat", N=3, M=1, iterations=2, providers=use(Simulation()), output=tmp_path, seed=1)
     seen: list[tuple[int, int]] = []
 
