@@ -12,6 +12,9 @@ as the engine, so the gap is beamkit's own cost, not the machine's.
 2. The offline default job (N=9, M=3, iterations=3): wall time and time per candidate.
 3. Engine overhead: candidates per second with providers that return at once (N=64, M=8, 10
    iterations); the floor's calls are ``sleep(0)``.
+4. Stage bursts (``--only stages``), at N=32 M=4 4 iterations: how long the loop takes to start
+   a stage's N calls, first start to last, beside the floor's. asyncio's epoll wait is rounded up
+   to whole milliseconds, so each stage costs its burst on top of its latency (docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,34 +46,38 @@ def bound_ms(iterations: int) -> float:
     return 360 + 400 * (iterations - 1)
 
 
-async def bare(N: int, M: int, iterations: int, llm: float, image: float, vision: float) -> None:
+async def bare(N: int, M: int, iterations: int, llm: float, image: float, vision: float,
+               starts: list[tuple[str, float]] | None = None) -> None:
     """The engine's call graph with nothing but asyncio: expand x2, combine, image, vision per
-    candidate at iteration 0; later, one critique per parent, then refine, combine, image, vision."""
+    candidate at iteration 0; later, one critique per parent, then refine, combine, image, vision.
+    ``starts`` (when given) gets each call's operation and start time."""
 
-    async def call(latency: float) -> None:
+    async def call(latency: float, op: str) -> None:
+        if starts is not None:
+            starts.append((op, time.perf_counter()))
         await asyncio.sleep(latency)
 
     async def both() -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(call(llm))
-            tg.create_task(call(llm))
+            tg.create_task(call(llm, "expand"))
+            tg.create_task(call(llm, "expand"))
 
     async def finish(first: Callable[[], Awaitable[Any]]) -> None:
         await first()
-        await call(llm)
-        await call(image)
-        await call(vision)
+        await call(llm, "combine")
+        await call(image, "image")
+        await call(vision, "vision")
 
     async with asyncio.TaskGroup() as tg:
         for _ in range(N):
             tg.create_task(finish(both))
     for _ in range(1, iterations):
         async with asyncio.TaskGroup() as tg:
-            critiques = [tg.create_task(call(llm)) for _ in range(M)]
+            critiques = [tg.create_task(call(llm, "critique")) for _ in range(M)]
 
             async def refine(k: int, critiques: list[asyncio.Task[None]] = critiques) -> None:
                 await critiques[k]
-                await call(llm)
+                await call(llm, "refine")
 
             for cid in range(N):
                 tg.create_task(finish(partial(refine, cid % M)))
@@ -128,6 +136,60 @@ async def overhead(repeats: int, out: str) -> None:
           f"bare asyncio {n / statistics.median(floor):,.0f} candidates/s (best {n / min(floor):,.0f})")
 
 
+@dataclass
+class _Noting(Simulation):
+    """The simulation, noting each call's operation and start time."""
+
+    starts: list[tuple[str, float]] = field(default_factory=list)
+
+    async def call(self, op: str, latency: float, seed: int, *args: Any) -> None:
+        self.starts.append((op, time.perf_counter()))
+        await super().call(op, latency, seed, *args)
+
+
+STAGES = ("expand", "critique", "refine", "combine", "image", "vision")
+
+
+def bursts(starts: list[tuple[str, float]], N: int) -> dict[str, list[tuple[float, int]]]:
+    """Per stage, each iteration's first-to-last start of its calls in ms, and how many calls it
+    started (an iteration ends with its N-th vision)."""
+    out: dict[str, list[tuple[float, int]]] = {op: [] for op in STAGES}
+    spans: dict[str, list[float]] = {}
+    visions = 0
+    for op, t in starts:
+        spans.setdefault(op, []).append(t)
+        visions += op == "vision"
+        if visions == N:
+            for name, ts in spans.items():
+                out[name].append(((max(ts) - min(ts)) * 1000, len(ts)))
+            spans, visions = {}, 0
+    return out
+
+
+async def stages(repeats: int, out: str) -> None:
+    N, M, it = 32, 4, 4
+    print(f"4. stage bursts (N={N}, M={M}, iterations={it}): first to last call start of a stage, ms, median of {repeats} runs")
+    ours: dict[str, list[tuple[float, int]]] = {op: [] for op in STAGES}
+    floor: dict[str, list[tuple[float, int]]] = {op: [] for op in STAGES}
+    for s in range(repeats):
+        name = f"bench{next(_runs)}"
+        sim = _Noting(llm_latency=LLM, image_latency=IMAGE, vision_latency=VISION, name=name)
+        register(name, sim.provider)
+        await beamkit.search("a forest at dawn", N=N, M=M, iterations=it, seed=s, providers=name, output=out)
+        noted: list[tuple[str, float]] = []
+        await bare(N, M, it, LLM, IMAGE, VISION, noted)
+        for op, spread in bursts(sim.starts, N).items():
+            ours[op] += spread
+        for op, spread in bursts(noted, N).items():
+            floor[op] += spread
+    for op in STAGES:
+        if ours[op]:
+            a, b = (statistics.median(x for x, _ in runs) for runs in (ours[op], floor[op]))
+            calls = statistics.median(n for _, n in ours[op])
+            print(f"   {op:8} ({calls:.0f} calls) beamkit {a:.2f} ms, bare asyncio {b:.2f} ms "
+                  f"({a / calls * 1000:.1f} and {b / calls * 1000:.1f} us a call)")
+
+
 async def main(repeats: int, only: set[str]) -> None:
     out = tempfile.mkdtemp(prefix="beamkit-bench-")
     if "efficiency" in only:
@@ -136,12 +198,14 @@ async def main(repeats: int, only: set[str]) -> None:
         await offline(repeats, out)
     if "overhead" in only:
         await overhead(repeats, out)
+    if "stages" in only:
+        await stages(repeats, out)
     print(f"(sessions written under {out})")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", default="efficiency,offline,overhead")
+    parser.add_argument("--only", default="efficiency,offline,overhead,stages")
     args = parser.parse_args()
     asyncio.run(main(args.repeats, set(args.only.split(","))))
