@@ -79,8 +79,6 @@ class BeamSearch:
         #: candidates of the iteration being started: N, or fewer where the image budget runs out
         self._n = params.N
         self._deadlines = deadlines()
-        #: an iteration has ended and its record is not yet handed to the recorder (``_checkpoint_behind``)
-        self._checkpoint_due = False
         #: asked between iterations of a steered job (``steering.review``); the Job sets it
         self.reviewer: steering.Reviewer | None = None
         self._tournament = None
@@ -240,10 +238,8 @@ class BeamSearch:
 
     async def _checkpoint_behind(self) -> None:
         """Keep the last iteration's record once this one's tasks have taken their first step:
-        rendering metadata.json costs the loop a moment, and the calls should not wait for it."""
-        if not self._checkpoint_due:
-            return
-        self._checkpoint_due = False
+        rendering metadata.json costs the loop a moment, and the calls should not wait for it.
+        (A refining iteration follows one that ended without stopping the job: its record is due.)"""
         try:
             await asyncio.sleep(0)
         finally:  # a cancel or a failing call at the first step: the record is still kept as it stands
@@ -295,7 +291,7 @@ class BeamSearch:
             rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))
             if rec.stopped_by is not None:
                 break
-            self._checkpoint_due = True  # kept once the next iteration's first calls are on their way
+            # the record is kept once the next iteration's first calls are on their way (_checkpoint_behind)
         rec.status = "completed"
         rec.duration_ms = int((time.perf_counter() - started) * 1000)
         rec.usage = self.providers.usage()
