@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 from .candidate import Candidate, Dimension, Key, Operation, dimension_of, json_ready, operation_of, prompt_fields, ref_dict
 from .errors import ErrorCode
@@ -116,16 +116,6 @@ class Event(dict[str, Any]):
     @classmethod
     def _fields_of(cls, d: Mapping[str, Any]) -> dict[str, Any]:
         return {}
-
-    @classmethod
-    def _whole(cls, **fields: Any) -> Self:
-        """The event of ``fields``, which name every field: what the constructor makes, without
-        the frozen dataclass's ``__init__``, which sets each field through ``object.__setattr__``
-        (a third of the cost of a candidate's event). Checked against the constructor by a test."""
-        self = cls.__new__(cls)
-        self.__dict__.update(fields)
-        self.__post_init__()
-        return self
 
     # Its text is encoded once and kept: a change would make the event and its text disagree.
     __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _read_only
@@ -267,8 +257,8 @@ class CandidateEvent(Event):
     def of(cls, job_id: str, c: Candidate, total_candidates: int) -> CandidateEvent:
         """The event of a finished candidate (made once per candidate, on the engine's hot path)."""
         ok = c.status == "ok"
-        return cls._whole(
-            job_id=job_id, timestamp=timestamp(), extra={}, iteration=c.iteration, candidate_id=c.candidate_id,
+        return cls(
+            job_id=job_id, iteration=c.iteration, candidate_id=c.candidate_id,
             total_candidates=total_candidates, dimension=c.dimension, parent=c.parent, what_prompt=c.what_prompt,
             how_prompt=c.how_prompt, combined_prompt=c.combined_prompt, image_id=c.image_id, image_path=c.image_path,
             status="ok" if ok else "failed",

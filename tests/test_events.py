@@ -238,8 +238,8 @@ def test_decode_keeps_what_it_does_not_know():
 
 
 @pytest.mark.parametrize("status", ["ok", "failed"])
-def test_a_candidates_event_made_in_one_step_is_the_one_the_constructor_makes(status):
-    """``CandidateEvent.of`` skips the dataclass's __init__ (the hot path): it must leave out no field."""
+def test_a_candidates_event_sets_every_field_and_reads_back_as_it_was(status):
+    """``CandidateEvent.of`` maps an ok and a failed candidate onto the event's fields (a failed one has no scores)."""
     import dataclasses
 
     from beamkit.candidate import Candidate

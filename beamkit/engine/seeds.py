@@ -7,6 +7,5 @@ from hashlib import blake2b
 
 def derive(job_seed: int, *parts: object) -> int:
     """The seed of one call: a hash of the job's seed and what names the call ("0:3:image")."""
-    # Made for every role call: the usual three parts (iteration, candidate, operation) are formatted directly.
-    text = f"{job_seed}:{parts[0]}:{parts[1]}:{parts[2]}" if len(parts) == 3 else ":".join([str(job_seed), *map(str, parts)])
+    text = ":".join([str(job_seed), *map(str, parts)])
     return int.from_bytes(blake2b(text.encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
