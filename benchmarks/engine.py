@@ -92,11 +92,16 @@ async def timed(work: Awaitable[Any]) -> float:
 _runs = itertools.count()
 
 
+def registered(sim: Simulation) -> str:
+    """``sim`` registered under a new name: one per job, so that no job pays for another's call log."""
+    sim.name = f"bench{next(_runs)}"
+    register(sim.name, sim.provider)
+    return sim.name
+
+
 def fresh(llm: float = 0.0, image: float = 0.0, vision: float = 0.0) -> str:
-    """A newly registered simulation: one per job, so that no job pays for another's call log."""
-    name = f"bench{next(_runs)}"
-    register(name, Simulation(llm_latency=llm, image_latency=image, vision_latency=vision, name=name).provider)
-    return name
+    """A newly registered simulation with these latencies."""
+    return registered(Simulation(llm_latency=llm, image_latency=image, vision_latency=vision))
 
 
 async def efficiency(repeats: int, out: str) -> None:
@@ -172,10 +177,8 @@ async def stages(repeats: int, out: str) -> None:
     ours: dict[str, list[tuple[float, int]]] = {op: [] for op in STAGES}
     floor: dict[str, list[tuple[float, int]]] = {op: [] for op in STAGES}
     for s in range(repeats):
-        name = f"bench{next(_runs)}"
-        sim = _Noting(llm_latency=LLM, image_latency=IMAGE, vision_latency=VISION, name=name)
-        register(name, sim.provider)
-        await beamkit.search("a forest at dawn", N=N, M=M, iterations=it, seed=s, providers=name, output=out)
+        sim = _Noting(llm_latency=LLM, image_latency=IMAGE, vision_latency=VISION)
+        await beamkit.search("a forest at dawn", N=N, M=M, iterations=it, seed=s, providers=registered(sim), output=out)
         noted: list[tuple[str, float]] = []
         await bare(N, M, it, LLM, IMAGE, VISION, noted)
         for op, spread in bursts(sim.starts, N).items():
