@@ -190,6 +190,29 @@ async def test_a_fatal_error_ends_the_job_at_once(tmp_path):
     assert events[-1]["type"] == "error" and events[-1]["error"]["code"] == ErrorCode.AUTH_ERROR
     assert sim.count("critique") <= 2 and sim.count("refine") == 0
     assert sim.busy() == 0
+    # Failing at the next iteration's first call, the job still told all that came before it, in order.
+    told = [(e["type"], e.get("status"), e.get("iteration")) for e in events]
+    assert told == [("started", None, None), ("iteration", "processing", 0), *[("candidate", "ok", 0)] * 6,
+                    ("iteration", "completed", 0), ("iteration", "processing", 1), ("error", None, None)], told
+
+
+@pytest.mark.asyncio
+async def test_a_candidates_event_comes_when_it_finishes_not_with_its_iterations_last(tmp_path):
+    visions = iter(range(10**6))
+    sim = Simulation(llm_latency=0.001, block=lambda op, args: op == "vision" and next(visions) == 0)
+    job = beamkit.start("a heron", N=5, M=2, iterations=2, providers=_use(sim), output=tmp_path, seed=2)
+    finished = []
+    async with asyncio.timeout(10):  # held back until the blocked one finished, they would never come
+        async for e in job.events():
+            if e["type"] == "candidate":
+                finished.append(e["candidateId"])
+            if len(finished) == 4:
+                break
+    # the four others were told while the first vision call still waits (blocked until cancelled)
+    assert sim.in_flight["vision"] == 1 and len(finished) == 4 and not job.done
+    job.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await job
 
 
 @pytest.mark.asyncio
@@ -463,8 +486,9 @@ async def test_vision_does_not_wait_for_the_disk_and_a_candidate_is_reported_onc
 
 
 @pytest.mark.asyncio
-async def test_an_iterations_checkpoint_is_handed_over_once_the_next_iterations_calls_have_started():
-    """Rendering metadata.json costs the loop a moment: the next iteration's calls go out first."""
+async def test_an_iterations_end_is_told_and_kept_once_the_next_iterations_calls_have_started():
+    """Encoding events and rendering metadata.json cost the loop a moment: the next iteration's
+    calls go out first; the events still come in the order things happened."""
     from beamkit.engine.beam import BeamSearch
     from beamkit.params import validate
     from beamkit.providers import resolve
@@ -476,7 +500,10 @@ async def test_an_iterations_checkpoint_is_handed_over_once_the_next_iterations_
     recorder = _MemoryRecorder(log)
     recorder.checkpoint = lambda record: log.append(("checkpoint", f"{record.status}:{len(record.beams)}"))  # type: ignore[method-assign]
 
+    events: list[dict] = []
+
     def emit(e) -> None:
+        events.append(e)
         if e["type"] == "iteration":
             log.append((f"iteration {e['status']}", e["iteration"]))
 
@@ -484,10 +511,15 @@ async def test_an_iterations_checkpoint_is_handed_over_once_the_next_iterations_
     await search.run()
     marks = [(step, what) for step, what in log if step != "saved"]
     for i in (1, 2):
-        started = marks.index(("iteration processing", i))
-        kept = marks.index(("checkpoint", f"running:{i}"))
-        critiques = [k for k, m in enumerate(marks) if m[0] == "critique" and started < k]
-        # each of the parents' critiques is asked before the record of the iteration before is handed over
-        assert critiques[:2] == [started + 1, started + 2] and kept == started + 3, marks
-        assert marks.index(("iteration completed", i)) > kept
-    assert marks[-2:] == [("checkpoint", "completed:3"), ("flushed", None)]
+        ended = marks.index(("iteration completed", i - 1))
+        # each of the parents' critiques is asked, then the last iteration's end and this one's start
+        # are told, then the last iteration's record is handed over
+        assert marks[ended - 2:ended + 3] == [("critique", None), ("critique", None), ("iteration completed", i - 1),
+                                              ("iteration processing", i), ("checkpoint", f"running:{i}")], marks
+    # The events, in the order things happened: an iteration's candidates between its start and its end.
+    order = [(e["type"], e.get("status"), e.get("iteration")) for e in events]
+    for i in range(3):
+        start, end = order.index(("iteration", "processing", i)), order.index(("iteration", "completed", i))
+        assert [k for k, e in enumerate(events) if e["type"] == "candidate" and e["iteration"] == i] == \
+            list(range(start + 1, end)), order
+    assert marks[-3:] == [("iteration completed", 2), ("checkpoint", "completed:3"), ("flushed", None)]

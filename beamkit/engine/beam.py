@@ -66,7 +66,12 @@ class BeamSearch:
         self.params = params
         self.providers = providers
         self.recorder = recorder
-        self.emit = emit
+        self._emit = emit
+        #: finished candidates and events not yet emitted, in order (see ``_stream``)
+        self._queue: list[Candidate | ev.Event] = []
+        #: chains of the running iteration that have finished, and the wait of the one who streams their events
+        self._chains_done = 0
+        self._wake: asyncio.Future[None] | None = None
         self.record = SearchRecord(job_id, params.to_dict())
         self.beam: list[Candidate] = []
         self._limiters = {
@@ -85,6 +90,40 @@ class BeamSearch:
         if params.ranking == "tournament":  # the judge needs the pool's pictures: kept while they compete
             self.recorder = self._keeping = KeepingRecorder(recorder)
             self._tournament = for_search(self)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, event: ev.Event) -> None:
+        """Emit ``event``, after whatever is queued: the order of events is the order they happened."""
+        if self._queue:
+            self._flush()
+        self._emit(event)
+
+    def _flush(self) -> None:
+        queue, self._queue = self._queue, []
+        for item in queue:
+            self._emit(ev.candidate(self.job_id, item, self._total) if isinstance(item, Candidate) else item)
+
+    def _finished(self, c: Candidate) -> None:
+        self._queue.append(c)
+        self._chains_done += 1
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _stream(self, n: int) -> None:
+        """Until the iteration's ``n`` chains have finished, emit each finished candidate's event at
+        the next turn of the loop. The last to finish are left queued: ``run`` emits them with the
+        iteration's end once the next iteration's first calls are out, since those calls need the
+        candidates' scores, not their events. (Any other event is emitted after them.)"""
+        loop = asyncio.get_running_loop()
+        while self._chains_done < n:
+            self._wake = loop.create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+            if self._chains_done < n:
+                self._flush()
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -173,7 +212,7 @@ class BeamSearch:
             raise
         except Exception as exc:  # a provider bug must cost one candidate, not the job
             c.status, c.error = "failed", {"message": f"{type(exc).__name__}: {exc}", "code": ErrorCode.PROVIDER_ERROR}
-        self.emit(ev.candidate(self.job_id, c, self._total))
+        self._finished(c)
 
     # -- iterations ----------------------------------------------------------------------------
 
@@ -192,9 +231,11 @@ class BeamSearch:
             )
             c.timings["expand"] = time.perf_counter() - t
 
+        self._chains_done = 0
         async with asyncio.TaskGroup() as tg:
             for c in children:
                 tg.create_task(self._run_candidate(c, partial(prompts_for, c)))
+            await self._stream(len(children))
         return children
 
     async def _refine(self, iteration: int) -> list[Candidate]:
@@ -221,11 +262,13 @@ class BeamSearch:
 
         children: list[Candidate] = []
         counts = children_per_parent(self._n, len(self.beam))
+        self._chains_done = 0
         async with asyncio.TaskGroup() as tg:
             for parent, count in zip(self.beam, counts):
                 # Shared by the parent's children; its failure fails each of them, not the job.
                 if count:  # a parent left without children by the image budget needs no critique
                     critiques[parent.key] = tg.create_task(_shielded(critique(parent)))
+            await self._behind()  # the critiques are asked before anything else is done
             cid = 0
             for parent, count in zip(self.beam, counts):
                 for _ in range(count):
@@ -233,16 +276,19 @@ class BeamSearch:
                     children.append(c)
                     tg.create_task(self._run_candidate(c, partial(prompts_for, c, parent)))
                     cid += 1
-            await self._checkpoint_behind()
+            await self._stream(len(children))
         return children
 
-    async def _checkpoint_behind(self) -> None:
-        """Keep the last iteration's record once this one's tasks have taken their first step:
-        rendering metadata.json costs the loop a moment, and the calls should not wait for it.
-        (A refining iteration follows one that ended without stopping the job: its record is due.)"""
+    async def _behind(self) -> None:
+        """Once this iteration's first tasks have taken their first step (its critiques are asked), tell
+        how the last iteration ended (its last candidates, its end, this one's start) and keep its
+        record: encoding events and rendering metadata.json cost the loop a moment, and the calls
+        should not wait for them. (A refining iteration follows one that ended without stopping
+        the job: its record is due.)"""
         try:
             await asyncio.sleep(0)
-        finally:  # a cancel or a failing call at the first step: the record is still kept as it stands
+        finally:  # a cancel or a failing call at the first step: all is still told and kept as it stands
+            self._flush()
             self.recorder.checkpoint(self.record)
 
     async def _select(self, iteration: int, children: list[Candidate]) -> None:
@@ -268,30 +314,34 @@ class BeamSearch:
         started = time.perf_counter()
         self.emit(ev.started(self.job_id, p.to_dict()))
         await self.providers.open()  # process-level: a model loads once, before the first call of any job
-        for i in range(p.iterations):
-            self._n = self._stopper.candidates_for(p.N, self.images_used)
-            dim: Dimension = dimension_of(i)
-            self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "processing"))
-            try:
-                children = await (self._expand() if i == 0 else self._refine(i))
-            except BaseExceptionGroup as group:
-                raise _first_error(group) from None
-            pool = steering.pool_of(self, children)  # what a person steering may pick from
-            await self._select(i, children)
-            rec.duration_ms = int((time.perf_counter() - started) * 1000)
-            rec.usage = self.providers.usage()
-            stopped_by_person = await steering.review(self, i, dim, pool)
-            self.emit(ev.iteration(self.job_id, i, p.iterations, dim, "completed", beam=self.beam,
-                                   ranked=self._tournament is not None))
-            if stopped_by_person:
-                rec.stopped_by = "person"
-                break
-            if i == p.iterations - 1:  # the last iteration's end is the job's end, kept below
-                break
-            rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))
-            if rec.stopped_by is not None:
-                break
-            # the record is kept once the next iteration's first calls are on their way (_checkpoint_behind)
+        try:
+            for i in range(p.iterations):
+                self._n = self._stopper.candidates_for(p.N, self.images_used)
+                dim: Dimension = dimension_of(i)
+                # A later iteration's start is told with the last one's end, once its calls are out (_behind).
+                self._queue.append(ev.iteration(self.job_id, i, p.iterations, dim, "processing"))
+                if i == 0:
+                    self._flush()
+                try:
+                    children = await (self._expand() if i == 0 else self._refine(i))
+                except BaseExceptionGroup as group:
+                    raise _first_error(group) from None
+                pool = steering.pool_of(self, children)  # what a person steering may pick from
+                await self._select(i, children)
+                rec.duration_ms = int((time.perf_counter() - started) * 1000)
+                rec.usage = self.providers.usage()
+                stopped_by_person = await steering.review(self, i, dim, pool)
+                completed = ev.iteration(self.job_id, i, p.iterations, dim, "completed", beam=self.beam,
+                                         ranked=self._tournament is not None)
+                if stopped_by_person:
+                    rec.stopped_by = "person"
+                elif i < p.iterations - 1:  # the last iteration's end is the job's end, kept below
+                    rec.stopped_by = self._stopper.after(self.beam[0].total_score, self.images_used, total_cost(rec.usage))
+                self._queue.append(completed)  # told once the next calls are out (_behind), or below
+                if stopped_by_person or rec.stopped_by is not None or i == p.iterations - 1:
+                    break
+        finally:  # a failure or a cancel: what happened before it is told first
+            self._flush()
         rec.status = "completed"
         rec.duration_ms = int((time.perf_counter() - started) * 1000)
         rec.usage = self.providers.usage()
