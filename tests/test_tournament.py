@@ -170,6 +170,26 @@ def test_a_tournament_job_emits_comparisons_in_order_and_records_them(tmp_path: 
                      if e["type"] == "comparison"]
 
 
+def test_an_iterations_candidates_are_all_told_before_the_judge_is_first_asked(tmp_path: Path, monkeypatch) -> None:
+    """The judge takes its time: no candidate's event waits for it (engine/beam.py, _select)."""
+    from beamkit.providers import offline
+
+    role = next(cls for cls in vars(offline).values() if isinstance(cls, type) and "compare" in vars(cls))
+    events: list[Any] = []
+    told_when_asked: list[int] = []
+    compare = role.compare
+
+    async def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+        told_when_asked.append(sum(e["type"] == "candidate" for e in events))
+        return await compare(self, *args, **kwargs)
+
+    monkeypatch.setattr(role, "compare", watched)
+    beamkit.run("a red fox in the snow", N=6, M=2, iterations=2, seed=7, ranking="tournament",
+                output=os.fspath(tmp_path), on_event=events.append)
+    firsts = [told_when_asked[0], next(n for n in told_when_asked if n > 6)]
+    assert firsts == [6, 12], told_when_asked
+
+
 def _bench() -> Any:
     import importlib.util
     import sys

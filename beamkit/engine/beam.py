@@ -300,6 +300,7 @@ class BeamSearch:
             # the error of the code they share (a bad key fails every candidate alike), else a provider error
             raise BeamkitError(f"every candidate of iteration {iteration} failed: {first}", code)
         if self._tournament is not None:
+            self._flush()  # the judge takes its time: the candidates are told before it is asked
             self.beam = await self._tournament.select(iteration, self.beam, survivors, self.params.M, self._keeping.pngs)
             self._keeping.keep({c.key for c in self.beam})
         else:
@@ -318,10 +319,11 @@ class BeamSearch:
             for i in range(p.iterations):
                 self._n = self._stopper.candidates_for(p.N, self.images_used)
                 dim: Dimension = dimension_of(i)
-                # A later iteration's start is told with the last one's end, once its calls are out (_behind).
-                self._queue.append(ev.iteration(self.job_id, i, p.iterations, dim, "processing"))
+                processing = ev.iteration(self.job_id, i, p.iterations, dim, "processing")
                 if i == 0:
-                    self._flush()
+                    self.emit(processing)
+                else:  # told with the last iteration's end, once this one's critiques are asked (_behind)
+                    self._queue.append(processing)
                 try:
                     children = await (self._expand() if i == 0 else self._refine(i))
                 except BaseExceptionGroup as group:
@@ -340,7 +342,7 @@ class BeamSearch:
                 self._queue.append(completed)  # told once the next calls are out (_behind), or below
                 if stopped_by_person or rec.stopped_by is not None or i == p.iterations - 1:
                     break
-        finally:  # a failure or a cancel: what happened before it is told first
+        finally:  # the last events; after a failure or a cancel, what happened before it, told first
             self._flush()
         rec.status = "completed"
         rec.duration_ms = int((time.perf_counter() - started) * 1000)
