@@ -172,9 +172,8 @@ def test_a_tournament_job_emits_comparisons_in_order_and_records_them(tmp_path: 
 
 def test_an_iterations_candidates_are_all_told_before_the_judge_is_first_asked(tmp_path: Path, monkeypatch) -> None:
     """The judge takes its time: no candidate's event waits for it (engine/beam.py, _select)."""
-    from beamkit.providers import offline
+    from beamkit.providers.offline import OfflineVision as role
 
-    role = next(cls for cls in vars(offline).values() if isinstance(cls, type) and "compare" in vars(cls))
     events: list[Any] = []
     told_when_asked: list[int] = []
     compare = role.compare

@@ -104,7 +104,7 @@ class BeamSearch:
         for item in queue:
             self._emit(ev.candidate(self.job_id, item, self._total) if isinstance(item, Candidate) else item)
 
-    def _finished(self, c: Candidate) -> None:
+    def _report(self, c: Candidate) -> None:
         self._queue.append(c)
         self._chains_done += 1
         if self._wake is not None and not self._wake.done():
@@ -116,6 +116,7 @@ class BeamSearch:
         iteration's end once the next iteration's first calls are out, since those calls need the
         candidates' scores, not their events. (Any other event is emitted after them.)"""
         loop = asyncio.get_running_loop()
+        self._chains_done = 0  # the iteration's chains were just made: none has taken a step yet
         while self._chains_done < n:
             self._wake = loop.create_future()
             try:
@@ -212,7 +213,7 @@ class BeamSearch:
             raise
         except Exception as exc:  # a provider bug must cost one candidate, not the job
             c.status, c.error = "failed", {"message": f"{type(exc).__name__}: {exc}", "code": ErrorCode.PROVIDER_ERROR}
-        self._finished(c)
+        self._report(c)
 
     # -- iterations ----------------------------------------------------------------------------
 
@@ -231,7 +232,6 @@ class BeamSearch:
             )
             c.timings["expand"] = time.perf_counter() - t
 
-        self._chains_done = 0
         async with asyncio.TaskGroup() as tg:
             for c in children:
                 tg.create_task(self._run_candidate(c, partial(prompts_for, c)))
@@ -262,7 +262,6 @@ class BeamSearch:
 
         children: list[Candidate] = []
         counts = children_per_parent(self._n, len(self.beam))
-        self._chains_done = 0
         async with asyncio.TaskGroup() as tg:
             for parent, count in zip(self.beam, counts):
                 # Shared by the parent's children; its failure fails each of them, not the job.
