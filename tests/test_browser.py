@@ -440,6 +440,10 @@ def test_tall_job_detail_view_keyboard_and_pictures_at_1366x768(browser: Any, la
         assert w.locator(".bk-row-collapsed").count() == iterations - 2
         w.locator("button.bk-rows-all").click()  # every row open: as tall as it gets
         page.wait_for_function(f"() => !document.querySelector('{PANEL} .bk-widget .bk-row-collapsed')")
+        # Thumbnails go on arriving after the job's end, and each batch redraws the rows: a card
+        # taken before the last one would be replaced under the click.
+        page.wait_for_function(f"() => !document.querySelector(\"{PANEL} .bk-widget[data-source='live'] .bk-rows img.bk-loading\")",
+                               timeout=60_000)
         assert w.bounding_box()["height"] > 1.5 * vh
 
         # -- a click on a card of iteration 3 opens the detail view where the user is looking
