@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from engine_helpers import by_type, run_job
 
 import beamkit
+from beamkit.engine import beam
 from beamkit.engine.beam import children_per_parent
 from beamkit.errors import ErrorCode
 from beamkit.providers import Limit
@@ -210,6 +212,50 @@ async def test_a_candidates_event_comes_when_it_finishes_not_with_its_iterations
                 break
     # the four others were told while the first vision call still waits (blocked until cancelled)
     assert sim.in_flight["vision"] == 1 and len(finished) == 4 and not job.done
+    job.cancel()
+    with pytest.raises(beamkit.JobCancelled):
+        await job
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("batch_s,batches", [(0.5, "one"), (0.0, "several")])
+async def test_candidates_finishing_close_together_are_told_in_one_batch(tmp_path, monkeypatch, batch_s, batches):
+    # A batch is due STREAM_BATCH_S after its first candidate finished: long here, so that candidates
+    # finishing 30 ms apart fall in one; with none, each is told at the next turn.
+    monkeypatch.setattr(beam, "STREAM_BATCH_S", batch_s)
+    turn = 0
+
+    async def count_turns():
+        nonlocal turn
+        while True:
+            await asyncio.sleep(0)
+            turn += 1
+
+    order = itertools.count()
+
+    class Staggered(Simulation):
+        async def call(self, op, latency, seed, *args):  # the k-th vision call takes k times as long
+            await super().call(op, latency * (next(order) if op == "vision" else 1), seed, *args)
+
+    visions = iter(range(10**6))
+    sim = Staggered(vision_latency=0.03, block=lambda op, args: op == "vision" and next(visions) == 0)
+    counter = asyncio.create_task(count_turns())
+    job = beamkit.start("a heron", N=5, M=2, iterations=2, providers=_use(sim), output=tmp_path, seed=2)
+    told_at: list[int] = []
+    job.add_listener(lambda e: told_at.append(turn) if e["type"] == "candidate" else None)
+    try:
+        async with asyncio.timeout(10):
+            async for _event in job.events():
+                if len(told_at) == 4:
+                    break
+    finally:
+        counter.cancel()
+    # the four others, 30 ms apart, were told while the first vision call still waits
+    assert sim.in_flight["vision"] == 1 and not job.done
+    if batches == "one":
+        assert len(set(told_at)) == 1, told_at
+    else:
+        assert len(set(told_at)) > 1, told_at
     job.cancel()
     with pytest.raises(beamkit.JobCancelled):
         await job

@@ -24,6 +24,8 @@ from .tournament import KeepingRecorder, for_search
 
 T = TypeVar("T")
 Emit = Callable[[ev.Event], None]
+#: the longest a finished candidate's event waits to be told with others (``BeamSearch._stream``)
+STREAM_BATCH_S = 0.02
 
 
 def children_per_parent(n: int, parents: int) -> list[int]:
@@ -69,9 +71,11 @@ class BeamSearch:
         self._emit = emit
         #: finished candidates and events not yet emitted, in order (see ``_stream``)
         self._queue: list[Candidate | ev.Event] = []
-        #: chains of the running iteration that have finished, and the wait of the one who streams their events
-        self._chains_done = 0
+        #: the running iteration's chains, how many have finished, the wait of the one who streams their
+        #: events, and the timer that ends the wait when a batch is due (see ``_stream``)
+        self._chains = self._chains_done = 0
         self._wake: asyncio.Future[None] | None = None
+        self._batch_due: asyncio.TimerHandle | None = None
         self.record = SearchRecord(job_id, params.to_dict())
         self.beam: list[Candidate] = []
         self._limiters = {
@@ -107,24 +111,40 @@ class BeamSearch:
     def _report(self, c: Candidate) -> None:
         self._queue.append(c)
         self._chains_done += 1
+        if self._chains_done >= self._chains:
+            self._due()
+        elif self._batch_due is None:
+            self._batch_due = asyncio.get_running_loop().call_later(STREAM_BATCH_S, self._batch)
+
+    def _batch(self) -> None:
+        self._batch_due = None
+        self._due()
+
+    def _due(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
     async def _stream(self, n: int) -> None:
-        """Until the iteration's ``n`` chains have finished, emit each finished candidate's event at
-        the next turn of the loop. The last to finish are left queued: ``run`` emits them with the
-        iteration's end once the next iteration's first calls are out, since those calls need the
-        candidates' scores, not their events. (Any other event is emitted after them.)"""
+        """Until the iteration's ``n`` chains have finished, emit the events of finished candidates in
+        batches, each at most ``STREAM_BATCH_S`` after its first candidate finished: candidates that
+        finish together (a batch of pictures, a burst of scores) are told together, once the calls
+        they make way for are out, not one loop turn each amid them. The last to finish are left
+        queued: ``run`` emits them with the iteration's end once the next iteration's first calls
+        are out, since those calls need the candidates' scores, not their events. (Any other event
+        is emitted after them.)"""
         loop = asyncio.get_running_loop()
-        self._chains_done = 0  # the iteration's chains were just made: none has taken a step yet
-        while self._chains_done < n:
-            self._wake = loop.create_future()
-            try:
+        self._chains, self._chains_done = n, 0  # the iteration's chains were just made: none has taken a step yet
+        try:
+            while self._chains_done < n:
+                self._wake = loop.create_future()
                 await self._wake
-            finally:
-                self._wake = None
-            if self._chains_done < n:
-                self._flush()
+                if self._chains_done < n:
+                    self._flush()
+        finally:
+            self._wake = None
+            if self._batch_due is not None:
+                self._batch_due.cancel()
+                self._batch_due = None
 
     # -- calls -------------------------------------------------------------------------------
 
