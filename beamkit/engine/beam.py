@@ -111,10 +111,14 @@ class BeamSearch:
     def _report(self, c: Candidate) -> None:
         self._queue.append(c)
         self._chains_done += 1
-        if self._chains_done >= self._chains:
+        if self._all_finished:
             self._due()
         elif self._batch_due is None:
             self._batch_due = asyncio.get_running_loop().call_later(STREAM_BATCH_S, self._batch)
+
+    @property
+    def _all_finished(self) -> bool:
+        return self._chains_done >= self._chains
 
     def _batch(self) -> None:
         self._batch_due = None
@@ -135,10 +139,10 @@ class BeamSearch:
         loop = asyncio.get_running_loop()
         self._chains, self._chains_done = n, 0  # the iteration's chains were just made: none has taken a step yet
         try:
-            while self._chains_done < n:
+            while not self._all_finished:
                 self._wake = loop.create_future()
                 await self._wake
-                if self._chains_done < n:
+                if not self._all_finished:
                     self._flush()
         finally:
             self._wake = None
